@@ -1,0 +1,45 @@
+# The course's task runner. `make book` and `make test` are the two commands of the README.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+# A CPU build here; elsewhere set TORCH_SPEC (see book/setup.md), e.g. make test TORCH_SPEC="torch==2.13.0".
+TORCH_SPEC ?= torch==2.13.0
+PIP := $(PY) -m pip --disable-pip-version-check --quiet
+
+.PHONY: install test book export check-export notebooks clean
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make book      build the rendered book (prints where index.html is)"
+	@echo "make test      run every test: llmlib, all chapters (nbval, smoke mode), drift, hygiene, Colab path, book build"
+	@echo "make export    regenerate llmlib/ from the chapters' #| export cells"
+	@echo "make notebooks NB=chapters/01_tokenizers.ipynb   execute chapters in place (cpu/gpu mode) to refresh committed outputs"
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade "pip>=24"
+	$(PIP) install "$(TORCH_SPEC)"
+	$(PIP) install -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+test: $(VENV)/.installed
+	LLMLIB_SMOKE=1 $(PY) -m pytest
+
+book: $(VENV)/.installed
+	$(VENV)/bin/jupyter-book build . -W --keep-going
+	@echo "The book is at $(CURDIR)/_build/html/index.html"
+
+export: $(VENV)/.installed
+	$(PY) tools/export.py
+
+check-export: $(VENV)/.installed
+	$(PY) tools/export.py --check
+
+NB ?= chapters/*.ipynb
+notebooks: $(VENV)/.installed
+	env -u LLMLIB_SMOKE $(PY) tools/run_notebooks.py $(NB)
+
+clean:
+	rm -rf _build
