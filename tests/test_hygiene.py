@@ -1,0 +1,92 @@
+"""Every chapter follows the house rules: listed in the book, titled, standard setup cell, clean outputs."""
+
+import re
+import tomllib
+
+import pytest
+import yaml
+
+import setup_cell
+from conftest import CHAPTERS, ROOT, read_notebook
+
+ABSOLUTE_PATH = re.compile(r"(/work/|/home/\w|/Users/\w|/root/|/tmp/|[A-Z]:\\\\Users)")
+
+
+def readable_text(cell: dict) -> str:
+    """A cell's source and its text outputs (images are base64 and could match by chance)."""
+    parts = ["".join(cell["source"])]
+    for output in cell.get("outputs", []):
+        parts.append("".join(output.get("text", "")))
+        for mime, data in output.get("data", {}).items():
+            if mime.startswith("text/") or mime.endswith("json"):
+                parts.append(data if isinstance(data, str) else "".join(data) if isinstance(data, list) else str(data))
+    return "\n".join(parts)
+
+
+def toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [entry["file"] for entry in part["chapters"]]
+    return files
+
+
+def test_there_are_chapters():
+    assert CHAPTERS and CHAPTERS[0].name == "00_setup.ipynb"
+
+
+def test_toc_lists_every_chapter_in_order_and_nothing_missing():
+    listed = toc_files()
+    chapters = [f"chapters/{p.stem}" for p in CHAPTERS]
+    assert [f for f in listed if f.startswith("chapters/")] == chapters
+    for entry in listed:
+        assert (ROOT / f"{entry}.ipynb").exists() or (ROOT / f"{entry}.md").exists(), entry
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_hygiene(path):
+    nb = read_notebook(path)
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    first = "".join(nb["cells"][0]["source"])
+    number = int(path.name[:2])
+    assert nb["cells"][0]["cell_type"] == "markdown" and first.startswith(f"# Chapter {number}: "), \
+        f"{path.name} must open with a markdown title '# Chapter {number}: ...'"
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert "".join(code[0]["source"]) == setup_cell.SETUP_CELL, \
+        f"{path.name}: the first code cell must be tools/setup_cell.py's SETUP_CELL (run `python tools/setup_cell.py`)"
+    assert any("".join(c["source"]).startswith("#| default_exp ") for c in code), f"{path.name} exports nothing"
+    text = "\n".join(readable_text(cell) for cell in nb["cells"])
+    found = ABSOLUTE_PATH.search(text)
+    assert not found, f"{path.name} contains an absolute local path: {found.group()}"
+    widgets = nb["metadata"].get("widgets")
+    if widgets is not None:
+        assert widgets.get("application/vnd.jupyter.widget-state+json", {}).get("state") is not None, \
+            f"{path.name}: metadata.widgets without state breaks the book; re-run tools/run_notebooks.py"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_committed_outputs_come_from_a_real_run(path):
+    nb = read_notebook(path)
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    setup_output = "".join("".join(o.get("text", "")) for o in code[0].get("outputs", []))
+    assert re.search(r"run mode (cpu|gpu)\b", setup_output), \
+        f"{path.name} must be committed executed in cpu or gpu mode (make notebooks NB={path.relative_to(ROOT)})"
+    counts = [c["execution_count"] for c in code if c["execution_count"] is not None]
+    assert counts == list(range(1, len(code) + 1)), f"{path.name} was not executed top to bottom in one run"
+    errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"{path.name} has committed error outputs"
+
+
+def test_repository_url_lives_in_one_place():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    url = config["repository"]["url"]
+    assert setup_cell.REPO_URL == url
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Homepage"] == url
+    for path in CHAPTERS:
+        assert f'"{url}"' in "".join(read_notebook(path)["cells"][1]["source"])
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and re.search(r"^make test$", ci, re.M)
