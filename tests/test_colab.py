@@ -21,7 +21,6 @@ def test_setup_cell_colab_branch_clones_installs_and_imports(tmp_path):
     python = venv / "bin" / "python"
     venv_site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                check=True, capture_output=True, text=True).stdout.strip()
-    (tmp_path / "venv_site_ok").touch()
     with open(os.path.join(venv_site, "outer_env.pth"), "w") as pth:
         pth.write(sysconfig.get_paths()["purelib"] + "\n")
 

@@ -1,0 +1,38 @@
+"""The book builds without warnings, and every chapter page opens in Colab at the right notebook."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import CHAPTERS, ROOT
+
+
+@pytest.fixture(scope="module")
+def html(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("book")
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    result = subprocess.run([str(jupyter_book), "build", str(ROOT), "--path-output", str(out), "-W", "--keep-going"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return out / "_build" / "html"
+
+
+def test_front_pages(html):
+    assert 'url=book/intro.html' in (html / "index.html").read_text()  # index.html forwards to the intro
+    intro = (html / "book" / "intro.html").read_text()
+    assert "LLMs from Scratch" in intro and "The map" in intro and "Vaswani" in intro  # bibliography rendered
+    assert (html / "book" / "setup.html").exists()
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_page_has_outputs_and_colab_button(html, path):
+    page = (html / "chapters" / f"{path.stem}.html").read_text()
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    repo = config["repository"]["url"].removeprefix("https://github.com/")
+    branch = config["repository"]["branch"]
+    assert f"https://colab.research.google.com/github/{repo}/blob/{branch}/chapters/{path.name}" in page
+    assert re.search(r"run mode (cpu|gpu)", page), "the page must show the setup cell's record of the run"
