@@ -140,6 +140,8 @@ def _as_token_array(ids: Any) -> np.ndarray:
     if isinstance(ids, torch.Tensor):
         ids = ids.detach().cpu().numpy()
     arr = ids if isinstance(ids, np.ndarray) else np.asarray(ids)
+    if isinstance(arr, np.memmap):
+        arr = arr.view(np.ndarray)  # still backed by the file, without np.memmap's per-slice overhead
     if arr.ndim != 1:
         raise ValueError(f"ids must be one flat sequence of token ids, got shape {arr.shape}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):

@@ -221,6 +221,7 @@ def test_bin_round_trip(tmp_path, vocab_size, dtype):
     assert header.tolist() == ([20240520, 1] if dtype == np.uint16 else [20240801, 7]) + [5000, vocab_size]
     # a memory map feeds a dataset like an array
     assert TokenDataset(mm, 10, 3)[5][1].tolist() == ids[16:26].tolist()
+    assert np.shares_memory(TokenDataset(mm, 10).ids, mm)             # the dataset reads the map, no copy
     with pytest.raises(ValueError, match="read-only"):
         mm[0] = 1
 
