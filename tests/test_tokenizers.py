@@ -202,6 +202,8 @@ def test_word_tokenizer() -> None:
     assert ids == [0, 5, 3, 1]
     assert tok.decode(ids) == "the <|unk|> sat."
     assert tok.split("o'er the hill, 'tis") == ["o'er", "the", "hill", ",", "'", "tis"]
+    full = WordTokenizer.from_text(text)
+    assert full.decode(full.encode("the cat sat, the cat ran!")) == "the cat sat, the cat ran!"
     strict = WordTokenizer.from_text(text, unk=None, special_tokens=())
     with pytest.raises(ValueError, match="'zebra' is not in the vocabulary"):
         strict.encode("the zebra")
