@@ -256,7 +256,7 @@ def test_block_is_causal_and_returns_weights():
     with torch.no_grad():
         y, w = block(x, need_weights=True)
         assert y.shape == x.shape and w.shape == (2, 4, 10, 10)
-        torch.testing.assert_close(y, block(x), atol=0, rtol=0)
+        torch.testing.assert_close(y, block(x), atol=1e-6, rtol=0)  # weights path == fused path
         torch.testing.assert_close(w.sum(-1), torch.ones(2, 4, 10), atol=1e-5, rtol=0)
         assert (w.triu(1) == 0).all()
         x2 = x.clone()
@@ -264,6 +264,20 @@ def test_block_is_causal_and_returns_weights():
         y2 = block(x2)
     torch.testing.assert_close(y2[:, :6], y[:, :6], atol=1e-6, rtol=0)
     assert (y2[:, 6:] - y[:, 6:]).abs().max() > 1e-3
+
+
+def test_block_padding_mask_hides_left_padding():
+    block = _block()
+    real = torch.randn(1, 6, 32)
+    padded = torch.cat([torch.randn(1, 3, 32) * 5, real], dim=1)  # 3 pad positions on the left
+    mask = torch.tensor([[False] * 3 + [True] * 6])
+    with torch.no_grad():
+        expected = block(real)
+        torch.testing.assert_close(block(padded, padding_mask=mask)[:, 3:], expected, atol=1e-5, rtol=0)
+        y, w = block(padded, padding_mask=mask, need_weights=True)
+        torch.testing.assert_close(y[:, 3:], expected, atol=1e-5, rtol=0)
+        assert (w[:, :, 3:, :3] == 0).all()  # real tokens give no weight to pads
+        assert (block(padded)[:, 3:] - expected).abs().max() > 1e-3  # without the mask, pads leak in
 
 
 def test_block_gradients_reach_every_parameter():
