@@ -54,6 +54,8 @@ def test_chapter_hygiene(path):
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert "".join(code[0]["source"]) == setup_cell.SETUP_CELL, \
         f"{path.name}: the first code cell must be tools/setup_cell.py's SETUP_CELL (run `python tools/setup_cell.py`)"
+    assert code[0]["metadata"].get("tags", []) == setup_cell.expected_tags(path.name), \
+        f"{path.name}: the setup cell's tags must be {setup_cell.expected_tags(path.name)} (run `python tools/setup_cell.py`)"
     assert any("".join(c["source"]).startswith("#| default_exp ") for c in code), f"{path.name} exports nothing"
     text = "\n".join(readable_text(cell) for cell in nb["cells"])
     found = ABSOLUTE_PATH.search(text)

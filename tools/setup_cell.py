@@ -2,7 +2,7 @@
 
 tests/test_hygiene.py checks each chapter against SETUP_CELL, and tests/test_colab.py runs
 its Colab branch against a local clone. To change it, change it here and in every chapter
-(`python tools/setup_cell.py` rewrites the chapters' first code cell).
+(`python tools/setup_cell.py` rewrites the chapters' first code cell and its tags).
 """
 
 from __future__ import annotations
@@ -31,16 +31,29 @@ DEVICE, MODE = get_device(), run_mode()
 print(environment_summary())'''
 
 
+# Chapter 0 explains the setup cell; later chapters fold its code in the book (its output stays visible).
+HIDDEN_TAG = "hide-input"
+
+
 def first_code_cell(notebook: dict) -> dict | None:
     return next((c for c in notebook["cells"] if c["cell_type"] == "code"), None)
+
+
+def expected_tags(notebook_name: str) -> list[str]:
+    return [] if notebook_name.startswith("00_") else [HIDDEN_TAG]
 
 
 if __name__ == "__main__":
     for path in sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb")):
         nb = json.loads(path.read_text(encoding="utf-8"))
         cell = first_code_cell(nb)
-        if cell is None or "".join(cell["source"]) == SETUP_CELL:
+        tags = expected_tags(path.name)
+        if cell is None or ("".join(cell["source"]) == SETUP_CELL and cell["metadata"].get("tags", []) == tags):
             continue
         cell["source"] = SETUP_CELL.splitlines(keepends=True)
+        if tags:
+            cell["metadata"]["tags"] = tags
+        else:
+            cell["metadata"].pop("tags", None)
         path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         print(f"updated {path.name}", file=sys.stderr)
