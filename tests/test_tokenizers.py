@@ -1,0 +1,357 @@
+"""Tests for llmlib.tokenizers (chapter 1): round trips, trainer equivalence, tiktoken and transformers
+as references, the GPT-2 files loader, and clear errors on bad input. No network."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import tiktoken
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from llmlib.corpus import load_works
+from llmlib.tokenizers import (ENDOFTEXT, GPT2_PATTERN, BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer,
+                               bytes_to_unicode, pretokenize, tokens_html, train_merges_fast,
+                               train_merges_reference)
+
+# Strings that have broken byte-level tokenizers before: emoji with ZWJ and skin tones, flags, combining marks,
+# CJK, Windows newlines, NUL and control bytes, runs of spaces, contractions, digits, lone surrogate-free oddities.
+ADVERSARIAL = [
+    "", " ", "  ", "\n", "\r\n", "\r\n\r\n  x", "\x00", "a\x00b\x01\x7f", "\t\t\tx  \n ",
+    "👨‍👩‍👧‍👦 family", "👍🏽 ok", "🇫🇷🇯🇵", "e\u0301 cafe\u0301 Å", "ﬁ ligature",
+    "日本語のテキスト、漢字", "한국어 텍스트", "مرحبا بالعالم", "I'll we've they're it's 'tis o'er", "'s's''s",
+    "1234567890 3.14159 1,000,000", "   leading and trailing   ", "a  b   c    d", "x\u200by\u200dz",
+    "\ufeffBOM", "tab\tand\u00a0nbsp", "<|endoftext", "|>", "😀" * 7, "ab" * 40, "\U0010ffff",
+]
+
+
+@pytest.fixture(scope="module")
+def corpus() -> str:
+    works = load_works()
+    return works["hamlet"] + "\n\n" + works["sonnets"]  # about 270 KB: drama and verse
+
+
+@pytest.fixture(scope="module")
+def bpe(corpus: str) -> BPETokenizer:
+    return BPETokenizer.train(corpus, 700)
+
+
+def tiktoken_of(tok: BPETokenizer) -> tiktoken.Encoding:
+    """tiktoken's encoder built offline from our merges (rank = id) and the same pattern."""
+    ranks = {tok.vocab[i]: i for i in [*tok.byte_ids, *tok.merge_ids]}
+    assert len(ranks) == len(tok.byte_ids) + len(tok.merges)  # no two tokens with the same bytes
+    return tiktoken.Encoding(name="llmlib-test", pat_str=tok.pattern, mergeable_ranks=ranks,
+                             special_tokens=tok.special_tokens)
+
+
+# --- the trainers -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text,n_merges", [
+    ("aaabdaaabac", 5),                       # Wikipedia's example
+    ("aaaaaaaa", 6),                          # overlapping pairs, and running out of pairs
+    ("abababab cdcdcdcd abab cd", 10),        # equal counts: ties go to the smallest pair
+    ("low lower lowest newer wider new", 20),
+    ("日本語 日本 語のテキスト 👍🏽👍🏽 café café", 25),
+])
+def test_fast_trainer_equals_reference_on_small_inputs(text: str, n_merges: int) -> None:
+    chunks = pretokenize(text)
+    assert train_merges_fast(chunks, n_merges) == train_merges_reference(chunks, n_merges)
+    whole = [text]  # no pre-tokenization: one chunk
+    assert train_merges_fast(whole, n_merges) == train_merges_reference(whole, n_merges)
+
+
+def test_fast_trainer_equals_reference_on_the_corpus(corpus: str) -> None:
+    chunks = pretokenize(corpus[:25_000])
+    fast, reference = train_merges_fast(chunks, 120), train_merges_reference(chunks, 120)
+    assert len(fast) == 120
+    assert fast == reference
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(alphabet="ab c\n", max_size=30), max_size=6), st.integers(1, 12))
+def test_fast_trainer_equals_reference_property(pieces: list[str], n_merges: int) -> None:
+    chunks = pretokenize("".join(pieces))
+    assert train_merges_fast(chunks, n_merges) == train_merges_reference(chunks, n_merges)
+
+
+def test_tie_breaking_is_the_smallest_pair() -> None:
+    # (97, 98) 'ab' and (99, 100) 'cd' both occur twice; (98, 97) once less: 'ab' wins, then 'cd'
+    assert train_merges_reference(["abab", "cdcd"], 2) == [(97, 98), (99, 100)]
+
+
+def test_train_respects_vocab_size_and_specials(bpe: BPETokenizer) -> None:
+    assert bpe.vocab_size == 700
+    assert bpe.special_tokens == {ENDOFTEXT: 699}
+    assert bpe.eot_token == 699
+    assert len(bpe.merges) == 700 - 256 - 1
+
+
+def test_training_cuts_out_special_tokens() -> None:
+    text = "hello<|endoftext|>hello<|endoftext|>hello"
+    with pytest.warns(UserWarning, match="only enough pairs for 5 merges"):
+        tok = BPETokenizer.train(text * 20, 270)
+    assert all(ENDOFTEXT.encode() not in tok.vocab[i] for i in tok.merge_ids)
+    assert tok.encode(text, allowed_special="all").count(tok.eot_token) == 2
+
+
+# --- encoding equals tiktoken --------------------------------------------------------------------------------
+def test_encoding_equals_tiktoken_on_the_corpus(bpe: BPETokenizer, corpus: str) -> None:
+    enc = tiktoken_of(bpe)
+    held_out = load_works()["tempest"][:60_000]  # text the tokenizer did not see
+    for text in (corpus[:150_000], held_out):
+        ours = bpe.encode(text)
+        assert ours == enc.encode_ordinary(text)
+        assert bpe.decode(ours) == text
+
+
+def test_encoding_equals_tiktoken_on_adversarial_strings(bpe: BPETokenizer) -> None:
+    enc = tiktoken_of(bpe)
+    for text in ADVERSARIAL:
+        assert bpe.encode(text) == enc.encode_ordinary(text), repr(text)
+
+
+def test_cached_and_uncached_encoders_agree(bpe: BPETokenizer, corpus: str) -> None:
+    text = corpus[-20_000:] + "".join(ADVERSARIAL)
+    assert bpe.encode_ordinary(text, use_cache=False) == bpe.encode_ordinary(text, use_cache=True)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text())
+def test_encoding_equals_tiktoken_property(bpe: BPETokenizer, text: str) -> None:
+    assert bpe.encode(text, disallowed_special=()) == tiktoken_of_cached(bpe).encode_ordinary(text)
+
+
+_ENCODINGS: dict[int, tiktoken.Encoding] = {}
+
+
+def tiktoken_of_cached(tok: BPETokenizer) -> tiktoken.Encoding:
+    return _ENCODINGS.setdefault(id(tok), tiktoken_of(tok))
+
+
+def test_special_token_policy_matches_tiktoken(bpe: BPETokenizer) -> None:
+    enc = tiktoken_of(bpe)
+    text = "The end.<|endoftext|>A new start"
+    with pytest.raises(ValueError, match="special token '<\\|endoftext\\|>'"):
+        bpe.encode(text)
+    with pytest.raises(ValueError):
+        enc.encode(text)  # tiktoken refuses too
+    assert bpe.encode(text, allowed_special="all") == enc.encode(text, allowed_special="all")
+    assert bpe.encode(text, allowed_special={ENDOFTEXT}).count(bpe.eot_token) == 1
+    assert bpe.encode(text, disallowed_special=()) == enc.encode(text, disallowed_special=())
+    assert bpe.eot_token not in bpe.encode(text, disallowed_special=())
+    assert bpe.decode(bpe.encode(text, allowed_special="all")) == text
+
+
+def test_unknown_special_token_is_an_error(bpe: BPETokenizer) -> None:
+    with pytest.raises(ValueError, match="unknown special token"):
+        bpe.encode("hi", allowed_special={"<|im_start|>"})
+    with pytest.raises(ValueError, match="not the string"):
+        bpe.encode("hi", allowed_special="<|endoftext|>")
+
+
+# --- round trips ---------------------------------------------------------------------------------------------
+UNICODE_PIECES = st.sampled_from(["👨‍👩‍👧", "👍🏽", "🇫🇷", "e\u0301", "a\u0308\u0323", "漢字", "かな", "\r\n", "\x00",
+                                  " ", "  ", "\t", "'s", "'ll", "123", "O, ", "\u200d", "\ufeff", "\U0010ffff"])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.text(), st.lists(st.one_of(UNICODE_PIECES, st.text(max_size=5))).map("".join)))
+def test_bpe_round_trip(bpe: BPETokenizer, text: str) -> None:
+    assert bpe.decode(bpe.encode(text, disallowed_special=())) == text
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_char_round_trip_on_its_alphabet(data: st.DataObject) -> None:
+    tok = CharTokenizer.from_text("Hello, world! 日本 👍🏽\r\n\x00e\u0301")
+    text = data.draw(st.text(alphabet=st.sampled_from(tok.chars)))
+    ids = tok.encode(text)
+    assert all(0 <= i < tok.vocab_size for i in ids)
+    assert tok.decode(ids) == text
+
+
+def test_decode_replaces_a_cut_character(bpe: BPETokenizer) -> None:
+    ids = bpe.encode("😀")
+    assert len(bpe.decode_bytes(ids)) == 4
+    if len(ids) > 1:
+        assert "\ufffd" in bpe.decode(ids[:-1])
+    assert bpe.decode(bpe.byte_ids[0xF0:0xF1]) == "\ufffd"  # a lone lead byte
+
+
+# --- character and word tokenizers --------------------------------------------------------------------------
+def test_char_tokenizer() -> None:
+    tok = CharTokenizer.from_text("banana band")
+    assert tok.chars == [" ", "a", "b", "d", "n"]
+    assert tok.encode("band") == [2, 1, 4, 3]
+    assert tok.vocab_size == 5
+    with pytest.raises(ValueError, match=r"character 'x' \(U\+0078\) at position 1 is not in"):
+        tok.encode("ax")
+    with_unk = CharTokenizer.from_text("banana", special_tokens=["<|unk|>"], unk="<|unk|>")
+    assert with_unk.encode("bxa") == [1, 3, 0]
+    assert with_unk.decode([1, 3, 0]) == "b<|unk|>a"
+    with pytest.raises(ValueError, match="must be one of the special tokens"):
+        CharTokenizer.from_text("ab", unk="<|unk|>")
+
+
+def test_word_tokenizer() -> None:
+    text = "the cat sat. the cat ran! the dog sat, o'er the hill."
+    tok = WordTokenizer.from_text(text, vocab_size=6)
+    assert tok.words == ["the", ".", "cat", "sat"]  # most frequent first, ties alphabetical
+    assert tok.special_tokens == {"<|endoftext|>": 4, "<|unk|>": 5}
+    ids = tok.encode("the dog sat.")
+    assert ids == [0, 5, 3, 1]
+    assert tok.decode(ids) == "the <|unk|> sat."
+    assert tok.split("o'er the hill, 'tis") == ["o'er", "the", "hill", ",", "'", "tis"]
+    strict = WordTokenizer.from_text(text, unk=None, special_tokens=())
+    with pytest.raises(ValueError, match="'zebra' is not in the vocabulary"):
+        strict.encode("the zebra")
+    with pytest.raises(ValueError, match="leaves no room"):
+        WordTokenizer.from_text(text, vocab_size=2)
+
+
+# --- bad input -----------------------------------------------------------------------------------------------
+def test_vocab_size_too_small() -> None:
+    with pytest.raises(ValueError, match="too small.*at least 257"):
+        BPETokenizer.train("hello", 256)
+    with pytest.raises(ValueError, match="at least 258"):
+        BPETokenizer.train("hello", 257, special_tokens=["<|a|>", "<|b|>"])
+    with pytest.raises(ValueError, match="not the string"):
+        BPETokenizer.train("hello", 300, special_tokens="<|endoftext|>")
+
+
+def test_decode_out_of_range(bpe: BPETokenizer) -> None:
+    with pytest.raises(ValueError, match="token id 700 is out of range"):
+        bpe.decode([1, 700])
+    with pytest.raises(ValueError, match="out of range"):
+        bpe.decode([-1])
+    with pytest.raises(ValueError, match="must be integers"):
+        bpe.decode([1.5])
+    with pytest.raises(ValueError, match="out of range"):
+        CharTokenizer.from_text("ab").decode([2])
+
+
+def test_pattern_must_cover_the_text() -> None:
+    with pytest.raises(ValueError, match="does not cover every character"):
+        BPETokenizer.train("hello world", 260, pattern=r"\w+")
+    with pytest.raises(ValueError, match="does not compile"):
+        BPETokenizer.train("hello world", 260, pattern=r"(")
+
+
+def test_invalid_merges_are_rejected() -> None:
+    with pytest.raises(ValueError, match="uses an id that no byte or earlier merge defines"):
+        BPETokenizer([(97, 300)])
+    with pytest.raises(ValueError, match="merged twice"):
+        BPETokenizer([(97, 98), (97, 98)])
+
+
+# --- files ---------------------------------------------------------------------------------------------------
+def test_save_load_round_trip(tmp_path, bpe: BPETokenizer, corpus: str) -> None:
+    text = corpus[:5000] + "".join(ADVERSARIAL)
+    tokenizers = [bpe, CharTokenizer.from_text(text, special_tokens=[ENDOFTEXT]), WordTokenizer.from_text(corpus, 500)]
+    for tok in tokenizers:
+        path = tmp_path / f"{type(tok).__name__}.json"
+        tok.save(path)
+        data = json.loads(path.read_text(encoding="utf-8"))
+        assert (data["format"], data["version"], data["type"]) == ("llmlib-tokenizer", 1, type(tok).__name__)
+        for loaded in (Tokenizer.load(path), type(tok).load(path)):
+            assert type(loaded) is type(tok)
+            assert loaded.vocab_size == tok.vocab_size and loaded.special_tokens == tok.special_tokens
+            assert loaded.encode(text, disallowed_special=()) == tok.encode(text, disallowed_special=())
+    saved = (tmp_path / "BPETokenizer.json").read_text(encoding="utf-8")
+    a, b = bpe.merges[0]
+    assert f'\n  [{a}, {b}, 256, "{bpe.vocab[256].decode()}"],\n' in saved  # one readable merge per line
+
+
+def test_bad_files(tmp_path, bpe: BPETokenizer) -> None:
+    path = tmp_path / "tok.json"
+    bpe.save(path)
+    good = json.loads(path.read_text(encoding="utf-8"))
+    cases = {
+        "not valid JSON": "{ this is not json",
+        "has format version 2": json.dumps({**good, "version": 2}),
+        "is not an llmlib-tokenizer file": json.dumps({"hello": 1}),
+        "unknown tokenizer type": json.dumps({**good, "type": "MagicTokenizer"}),
+        "is corrupt": json.dumps({**good, "merges": good["merges"][:-1] + [[1, 99999, 698, "?"]]}),
+    }
+    for reason, content in cases.items():
+        path.write_text(content, encoding="utf-8")
+        with pytest.raises(ValueError, match=reason):
+            Tokenizer.load(path)
+    path.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        BPETokenizer.load(path)
+    CharTokenizer.from_text("abc").save(path)
+    with pytest.raises(ValueError, match="holds a CharTokenizer, not a BPETokenizer"):
+        BPETokenizer.load(path)
+
+
+# --- GPT-2's published files ---------------------------------------------------------------------------------
+def write_gpt2_files(tmp_path, tok: BPETokenizer):
+    """Write `tok` in GPT-2's format: byte tokens numbered in bytes_to_unicode's order (not byte order),
+    merges as 'a b' lines with GPT-2's printable characters, <|endoftext|> last. Returns paths and id map."""
+    to_char = bytes_to_unicode()
+    printable_first = sorted(range(256), key=lambda b: (ord(to_char[b]) >= 256, ord(to_char[b])))
+    new_id = {tok.byte_ids[b]: k for k, b in enumerate(printable_first)}  # our id -> GPT-2-style id
+    for k, i in enumerate(tok.merge_ids):
+        new_id[i] = 256 + k
+    new_id[tok.eot_token] = 256 + len(tok.merges)
+
+    def text(i: int) -> str:
+        return "".join(to_char[b] for b in tok.vocab[i])
+
+    encoder = {text(i): new_id[i] for i in [*tok.byte_ids, *tok.merge_ids]} | {ENDOFTEXT: new_id[tok.eot_token]}
+    (tmp_path / "encoder.json").write_text(json.dumps(encoder), encoding="utf-8")
+    lines = ["#version: 0.2"] + [f"{text(a)} {text(b)}" for a, b in tok.merges]
+    (tmp_path / "vocab.bpe").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return tmp_path / "encoder.json", tmp_path / "vocab.bpe", new_id
+
+
+def test_gpt2_files_loader(tmp_path, corpus: str, monkeypatch) -> None:
+    tok = BPETokenizer.train(corpus[:40_000], 400)
+    encoder_path, bpe_path, new_id = write_gpt2_files(tmp_path, tok)
+    gpt2 = BPETokenizer.from_gpt2_files(encoder_path, bpe_path)
+    assert gpt2.vocab_size == 400 and gpt2.special_tokens == {ENDOFTEXT: 399}
+    assert gpt2.byte_ids[ord("!")] == 0 and gpt2.byte_ids[ord(" ")] != 32  # GPT-2's numbering, not byte order
+    text = corpus[40_000:60_000] + "".join(ADVERSARIAL[:20])
+    ids = gpt2.encode(text)
+    assert ids == [new_id[i] for i in tok.encode(text)]
+    assert gpt2.decode(ids) == text
+
+    # Hugging Face's GPT-2 tokenizer reads the same two files (under its own names) from a local folder.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from transformers import GPT2Tokenizer
+    (tmp_path / "vocab.json").write_bytes(encoder_path.read_bytes())
+    (tmp_path / "merges.txt").write_bytes(bpe_path.read_bytes())
+    reference = GPT2Tokenizer.from_pretrained(str(tmp_path))
+    assert len(reference) == gpt2.vocab_size
+    for sample in (corpus[40_000:48_000], "I'll say: 'tis 1,000 ducats!\n\n  Ay  me", "naïve café 👍🏽"):
+        assert gpt2.encode(sample) == reference.encode(sample), sample[:40]
+    assert gpt2.encode("x<|endoftext|>", allowed_special="all") == reference.encode("x<|endoftext|>")
+
+
+def test_gpt2_files_bad_input(tmp_path, corpus: str) -> None:
+    tok = BPETokenizer.train(corpus[:10_000], 300)
+    encoder_path, bpe_path, _ = write_gpt2_files(tmp_path, tok)
+    bpe_path.write_text("#version: 0.2\nĠ t h\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="line 2: expected two tokens"):
+        BPETokenizer.from_gpt2_files(encoder_path, bpe_path)
+    bpe_path.write_text("#version: 0.2\nĠ qqqq\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="'qqqq' is not in"):
+        BPETokenizer.from_gpt2_files(encoder_path, bpe_path)
+    encoder_path.write_text(json.dumps({"a": 0}), encoding="utf-8")
+    with pytest.raises(ValueError, match="lacks the byte token"):
+        BPETokenizer.from_gpt2_files(encoder_path, bpe_path)
+
+
+# --- the token view ------------------------------------------------------------------------------------------
+def test_tokens_html(bpe: BPETokenizer) -> None:
+    text = "To be, or not to be <b>\n<|endoftext|>"
+    first, second = tokens_html(bpe, text), tokens_html(bpe, text)
+    assert first == second
+    assert first.count("<span") == len(bpe.encode(text, allowed_special="all"))
+    assert "&lt;" in first and "<b>" not in first and "↵<br>" in first and f'title="id {bpe.eot_token}"' in first
+
+
+def test_gpt2_pattern_splits_like_gpt2() -> None:
+    assert pretokenize("Hello world's  123 !!\n\n") == ["Hello", " world", "'s", " ", " 123", " !!", "\n\n"]
+    assert GPT2_PATTERN.startswith("'s|'t|'re")
