@@ -207,14 +207,19 @@ class GPT(nn.Module):
     @torch.no_grad()
     def attention_weights(self, idx: torch.Tensor) -> torch.Tensor:
         """The attention weights of every layer and head, (L, B, H, T, T), for chapter 3's views.
-        Row t of [l, b, h] is how head h of block l at position t spreads its attention over 0..t."""
+        Row t of [l, b, h] is how head h of block l at position t spreads its attention over 0..t.
+        Runs in eval mode (no dropout); `weights[:, b]` is the (L, H, T, T) input of llmlib.viz."""
         self._check_idx(idx)
-        x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(idx.size(1), device=idx.device))
-        x = self.transformer.drop(x)
-        weights = []
-        for block in self.transformer.h:
-            x, w = block(x, need_weights=True)  # w: (B, H, T, T)
-            weights.append(w)
+        was_training = self.training
+        self.eval()
+        try:
+            x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(idx.size(1), device=idx.device))
+            weights = []
+            for block in self.transformer.h:
+                x, w = block(x, need_weights=True)  # w: (B, H, T, T)
+                weights.append(w)
+        finally:
+            self.train(was_training)
         return torch.stack(weights)
 
     @torch.no_grad()

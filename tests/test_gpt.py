@@ -376,3 +376,14 @@ def test_conversion_is_exact_and_transposes():
     assert torch.equal(converted["transformer.h.0.attn.c_proj.weight"], sd["transformer.h.0.attn.c_proj.weight"].t())
     assert torch.equal(converted["transformer.h.2.ln_2.bias"], sd["transformer.h.2.ln_2.bias"])
     assert converted["lm_head.weight"] is converted["transformer.wte.weight"]
+
+
+def test_attention_weights_ignore_dropout_and_keep_the_mode():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=50, context_length=16, n_layer=2, n_head=2, n_embd=32, dropout=0.5)).train()
+    idx = torch.randint(50, (1, 9))
+    a, b = model.attention_weights(idx), model.attention_weights(idx)
+    assert model.training and torch.equal(a, b)
+    assert torch.allclose(a.sum(-1), torch.ones(()), atol=1e-5)
+    with pytest.raises(ValueError, match="longer than the context"):
+        model.attention_weights(torch.zeros(1, 17, dtype=torch.long))
