@@ -85,6 +85,24 @@ def make_step(model, idx: torch.Tensor, hf_style: bool):
     return step
 
 
+def saved_activation_bytes(model, idx: torch.Tensor, hf_style: bool) -> int:
+    """Bytes of the tensors autograd saves for backward in one forward + loss, parameters excluded
+    (exact and device-independent; each storage counted once)."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        logits = model(idx, use_cache=False).logits if hf_style else model(idx)[0]
+        F.cross_entropy(logits.reshape(-1, logits.size(-1)), idx.reshape(-1))
+    return sum(saved.values())
+
+
 def time_case(case: str, device: torch.device, rounds: int, steps: int) -> dict:
     cfg, ours, hf = build(case, device)
     _, batch, seq = CASES[case]
@@ -101,7 +119,8 @@ def time_case(case: str, device: torch.device, rounds: int, steps: int) -> dict:
                 runs[name]()
                 times[name].append(time.perf_counter() - start)
     tokens = batch * seq
-    return {"case": case, "params": count_parameters(cfg), "batch": batch, "seq": seq,
+    act = {"llmlib_act": saved_activation_bytes(ours, idx, False), "transformers_act": saved_activation_bytes(hf, idx, True)}
+    return {"case": case, **act, "params": count_parameters(cfg), "batch": batch, "seq": seq,
             **{f"{name}_tok_s": tokens / statistics.median(t) for name, t in times.items()},
             **{f"{name}_n": len(t) for name, t in times.items()}}
 
@@ -181,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Machine: {machine(device)}; eager fp32 on {device.type}")
     print("One step = forward + cross-entropy + backward + AdamW; median over "
           f"{args.rounds} alternating rounds x {args.steps} steps (after a warm-up step)\n")
-    header = (f"{'case':11s} {'params':>8s} {'B x T':>9s} | {'llmlib tok/s':>12s} {'HF tok/s':>10s} {'ratio':>6s}")
+    header = (f"{'case':11s} {'params':>8s} {'B x T':>9s} | {'llmlib tok/s':>12s} {'HF tok/s':>10s} {'ratio':>6s}"
+              f" | {'activations llmlib':>18s} {'HF':>9s} {'ratio':>6s}")
     if not args.no_memory:
         header += f" | {'peak mem llmlib':>15s} {'peak mem HF':>12s} {'ratio':>6s}"
     print(header)
@@ -190,15 +210,18 @@ def main(argv: list[str] | None = None) -> int:
         r = time_case(case, device, args.rounds, args.steps)
         line = (f"{case:11s} {r['params'] / 1e6:7.2f}M {r['batch']:>3d} x {r['seq']:<4d} | "
                 f"{r['llmlib_tok_s']:12,.0f} {r['transformers_tok_s']:10,.0f} "
-                f"{r['llmlib_tok_s'] / r['transformers_tok_s']:5.2f}x")
+                f"{r['llmlib_tok_s'] / r['transformers_tok_s']:5.2f}x | {r['llmlib_act'] / 2**20:14,.0f} MiB "
+                f"{r['transformers_act'] / 2**20:5,.0f} MiB {r['llmlib_act'] / r['transformers_act']:5.2f}x")
         if not args.no_memory:
             mem = {w: memory_case(case, w, device, 2) for w in ("llmlib", "transformers")}
             growth = {w: (m["peak"] - m["before"]) / 2**20 for w, m in mem.items()}
             line += f" | {growth['llmlib']:11,.0f} MiB {growth['transformers']:8,.0f} MiB {growth['llmlib'] / growth['transformers']:5.2f}x"
         print(line, flush=True)
+    print("\nactivations = bytes of the tensors autograd saves for backward in one step (parameters excluded), "
+          "counted with torch.autograd.graph.saved_tensors_hooks.")
     if not args.no_memory:
         what = "max_memory_allocated" if device.type == "cuda" else "peak RSS (VmHWM, reset before the first step)"
-        print(f"\npeak mem = growth of {what} during 2 training steps over the memory held before the first step "
+        print(f"peak mem = growth of {what} during 2 training steps over the memory held before the first step "
               "(the model's weights): gradients, AdamW state and activations; measured in a fresh process per model.")
     return 0
 
