@@ -125,15 +125,15 @@ class MultiHeadAttention(nn.Module):
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)      # (B, H, T, D)
         k = k.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         v = v.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
-        mask = build_attention_mask(T, padding_mask, causal, x.device)   # None, (T, T) or (B, 1, T, T)
         p = self.attn_dropout.p if self.training else 0.0
         weights = None
-        if need_weights:
+        if need_weights:  # the explicit path: materializes the (B, H, T, T) weights
+            mask = build_attention_mask(T, padding_mask, causal, x.device)  # None, (T, T) or (B, 1, T, T)
             y, weights = attention_math(q, k, v, mask, dropout_p=p)
-        elif padding_mask is None:
-            y = attention_sdpa(q, k, v, None, dropout_p=p, is_causal=causal)  # no mask tensor at all
+        elif padding_mask is None:  # no mask tensor at all: the fused kernels skip the masked blocks
+            y = attention_sdpa(q, k, v, None, dropout_p=p, is_causal=causal)
         else:
-            y = attention_sdpa(q, k, v, mask, dropout_p=p)
+            y = attention_sdpa(q, k, v, build_attention_mask(T, padding_mask, causal, x.device), dropout_p=p)
         y = y.transpose(1, 2).contiguous().view(B, T, C)                  # re-assemble the heads
         y = self.resid_dropout(self.c_proj(y))
         return (y, weights) if need_weights else y

@@ -195,3 +195,40 @@ def test_bad_inputs_raise_clear_errors():
         attention_math(torch.randn(2, 3, 4), torch.randn(2, 3, 5), torch.randn(2, 3, 5))
     with pytest.raises(ValueError, match="not both"):
         attention_sdpa(*(torch.randn(1, 3, 4) for _ in range(3)), mask=causal_mask(3), is_causal=True)
+
+
+try:
+    from hypothesis import given, settings, strategies as st
+except ImportError:  # hypothesis is a dev dependency; the tests above still run without it
+    st = None
+
+if st is not None:
+    @settings(max_examples=40, deadline=None)
+    @given(B=st.integers(1, 3), H=st.integers(1, 3), T=st.integers(1, 9), D=st.integers(1, 6),
+           causal=st.booleans(), seed=st.integers(0, 2**16), pad_mode=st.sampled_from(["none", "right", "random"]))
+    def test_property_math_sdpa_and_torch_agree(B, H, T, D, causal, seed, pad_mode):
+        g = torch.Generator().manual_seed(seed)
+        q, k, v = (torch.randn(B, H, T, D, generator=g) for _ in range(3))
+        if pad_mode == "none":
+            pad = None
+        elif pad_mode == "right":
+            lengths = torch.randint(1, T + 1, (B,), generator=g)
+            pad = torch.arange(T)[None, :] < lengths[:, None]
+        else:  # any pattern, including rows with no real token at all
+            pad = torch.rand(B, T, generator=g) < 0.6
+        mask = build_attention_mask(T, pad, causal)
+        y_math, w = attention_math(q, k, v, mask)
+        y_sdpa = attention_sdpa(q, k, v, mask) if mask is not None else attention_sdpa(q, k, v)
+        assert not torch.isnan(y_math).any() and not torch.isnan(y_sdpa).any()
+        assert (y_math - y_sdpa).abs().max() < 1e-5
+        if mask is not None:
+            visible = mask.expand(B, H, T, T)
+            assert torch.equal(w[~visible], torch.zeros_like(w[~visible]))  # no weight where masked
+            rows = visible.any(-1)
+            assert torch.allclose(w.sum(-1)[rows], torch.ones(int(rows.sum())), atol=1e-5)
+            assert torch.equal(y_math[~rows], torch.zeros_like(y_math[~rows]))  # nothing visible: output 0
+            reference = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            if rows.any():
+                assert (y_math[rows] - reference[rows]).abs().max() < 1e-5
+        else:
+            assert (y_math - F.scaled_dot_product_attention(q, k, v)).abs().max() < 1e-5
