@@ -133,7 +133,7 @@ class Tokenizer:
         data = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "type": type(self).__name__, **self._to_dict()}
         lines = []
         for key, value in data.items():
-            if isinstance(value, list) and len(value) > 16:  # long lists: one item per line, readable in an editor
+            if isinstance(value, list) and len(value) > 16 and not isinstance(value[0], int):  # one merge/word per line
                 body = "[\n" + ",\n".join("  " + json.dumps(v, ensure_ascii=False) for v in value) + "\n ]"
             else:
                 body = json.dumps(value, ensure_ascii=False)

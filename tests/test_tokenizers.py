@@ -328,6 +328,21 @@ def test_gpt2_files_loader(tmp_path, corpus: str, monkeypatch) -> None:
         assert gpt2.encode(sample) == reference.encode(sample), sample[:40]
     assert gpt2.encode("x<|endoftext|>", allowed_special="all") == reference.encode("x<|endoftext|>")
 
+    # tiktoken's own reader of GPT-2's files (it checks that merges and ids agree) gives the same ranks
+    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+    ranks = data_gym_to_mergeable_bpe_ranks(str(bpe_path), str(encoder_path))
+    assert ranks == {gpt2.vocab[i]: i for i in [*gpt2.byte_ids, *gpt2.merge_ids]}
+    enc = tiktoken.Encoding(name="gpt2-format", pat_str=GPT2_PATTERN, mergeable_ranks=ranks,
+                            special_tokens=gpt2.special_tokens)
+    assert enc.encode(text, disallowed_special=()) == ids
+
+
+def test_bytes_to_unicode_is_gpt2s() -> None:
+    from transformers.convert_slow_tokenizer import bytes_to_unicode as reference
+    table = bytes_to_unicode()
+    assert table == reference()
+    assert (table[ord(" ")], table[ord("\n")], table[ord("!")]) == ("Ġ", "Ċ", "!")
+
 
 def test_gpt2_files_bad_input(tmp_path, corpus: str) -> None:
     tok = BPETokenizer.train(corpus[:10_000], 300)
