@@ -293,7 +293,7 @@ class WordTokenizer(Tokenizer):
     def _decode_ids(self, ids: list[int]) -> str:
         n = len(self.words)
         text = " ".join(self.words[i] if i < n else self._special_text[i] for i in ids)
-        return regex.sub(r" (?=[,.;:!?)\]'])", "", text)  # no space before closing punctuation
+        return regex.sub(r" (?=[,.;:!?)\]])", "", text)  # no space before closing punctuation
 
     def _to_dict(self) -> dict[str, Any]:
         return {"pattern": self.pattern, "special_tokens": self.special_tokens, "unk": self.unk, "words": self.words}

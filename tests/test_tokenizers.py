@@ -142,6 +142,16 @@ def test_special_token_policy_matches_tiktoken(bpe: BPETokenizer) -> None:
     assert bpe.decode(bpe.encode(text, allowed_special="all")) == text
 
 
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(st.just(ENDOFTEXT), st.text(alphabet=" \n\tab<|>é👍", max_size=6)), max_size=8))
+def test_allowed_special_tokens_match_tiktoken_property(bpe: BPETokenizer, pieces: list[str]) -> None:
+    text = "".join(pieces)
+    ids = bpe.encode(text, allowed_special="all")
+    assert ids == tiktoken_of_cached(bpe).encode(text, allowed_special="all")
+    assert bpe.decode(ids) == text
+    assert ids.count(bpe.eot_token) == text.count(ENDOFTEXT)
+
+
 def test_unknown_special_token_is_an_error(bpe: BPETokenizer) -> None:
     with pytest.raises(ValueError, match="unknown special token"):
         bpe.encode("hi", allowed_special={"<|im_start|>"})
@@ -202,6 +212,8 @@ def test_word_tokenizer() -> None:
     assert ids == [0, 5, 3, 1]
     assert tok.decode(ids) == "the <|unk|> sat."
     assert tok.split("o'er the hill, 'tis") == ["o'er", "the", "hill", ",", "'", "tis"]
+    full = WordTokenizer.from_text(text)
+    assert full.decode(full.encode("the cat sat, the cat ran!")) == "the cat sat, the cat ran!"
     strict = WordTokenizer.from_text(text, unk=None, special_tokens=())
     with pytest.raises(ValueError, match="'zebra' is not in the vocabulary"):
         strict.encode("the zebra")
