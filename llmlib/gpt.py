@@ -342,11 +342,18 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}: pass a .safetensors file, a folder holding "
                                 "model.safetensors, or a state dict")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path), device="cpu")
-    return torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path), device="cpu")
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # safetensors and pickle each raise their own error types for damaged files
+        raise ValueError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err}); "
+                         "it may be truncated or corrupt: download or save it again") from None
+    if not isinstance(state_dict, Mapping):
+        raise ValueError(f"{path} holds a {type(state_dict).__name__}, not a state dict of tensors")
+    return state_dict
 
 
 def gpt2_config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> GPTConfig:

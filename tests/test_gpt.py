@@ -387,3 +387,21 @@ def test_attention_weights_ignore_dropout_and_keep_the_mode():
     assert torch.allclose(a.sum(-1), torch.ones(()), atol=1e-5)
     with pytest.raises(ValueError, match="longer than the context"):
         model.attention_weights(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_corrupt_checkpoints_are_clear_errors(tmp_path):
+    from safetensors.torch import save_file
+
+    sd = {k: v.contiguous() for k, v in hf_tiny().state_dict().items() if not k.endswith("attn.bias")}
+    save_file({k: v.clone() for k, v in sd.items() if k != "lm_head.weight"}, str(tmp_path / "good.safetensors"))
+    data = (tmp_path / "good.safetensors").read_bytes()
+    (tmp_path / "truncated.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated.safetensors is not a readable checkpoint"):
+        GPT.from_gpt2(tmp_path / "truncated.safetensors")
+    torch.save(sd, tmp_path / "good.bin")
+    (tmp_path / "truncated.bin").write_bytes((tmp_path / "good.bin").read_bytes()[:1000])
+    with pytest.raises(ValueError, match="truncated.bin is not a readable checkpoint"):
+        load_state_dict_file(tmp_path / "truncated.bin")
+    torch.save([1, 2, 3], tmp_path / "list.bin")
+    with pytest.raises(ValueError, match="holds a list, not a state dict"):
+        load_state_dict_file(tmp_path / "list.bin")
