@@ -104,7 +104,6 @@ class MultiHeadAttention(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.n_embd, self.n_head, self.head_dim = n_embd, n_head, n_embd // n_head
-        self.dropout = dropout
         self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)  # q, k, v for all heads at once
         self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)      # mixes the heads' outputs
         self.attn_dropout = nn.Dropout(dropout)                 # on the attention weights

@@ -176,6 +176,21 @@ def _special_ids(special_tokens: Iterable[str], first_id: int) -> dict[str, int]
     return {name: first_id + k for k, name in enumerate(names)}
 
 
+def _index_vocabulary(items: list[str], what: str) -> dict[str, int]:
+    """item -> id for a vocabulary that must not repeat itself (`what` names the item in the error)."""
+    index = {item: i for i, item in enumerate(items)}
+    if len(index) != len(items):
+        raise ValueError(f"the vocabulary repeats a {what}")
+    return index
+
+
+def _checked_unk(unk: str | None, special_tokens: dict[str, int]) -> str | None:
+    """The unknown-token name, which must be one of the special tokens (or None: unknown input raises)."""
+    if unk is not None and unk not in special_tokens:
+        raise ValueError(f"unk={unk!r} must be one of the special tokens {list(special_tokens)}")
+    return unk
+
+
 class CharTokenizer(Tokenizer):
     """One token per character (Unicode code point) of a fixed alphabet.
 
@@ -189,13 +204,9 @@ class CharTokenizer(Tokenizer):
         for c in self.chars:
             if not isinstance(c, str) or len(c) != 1:
                 raise ValueError(f"the alphabet must hold single characters, got {c!r}")
-        self.char_to_id = {c: i for i, c in enumerate(self.chars)}
-        if len(self.char_to_id) != len(self.chars):
-            raise ValueError("the alphabet repeats a character")
+        self.char_to_id = _index_vocabulary(self.chars, "character")
         super().__init__(_special_ids(special_tokens, len(self.chars)))
-        if unk is not None and unk not in self.special_tokens:
-            raise ValueError(f"unk={unk!r} must be one of the special tokens {list(self.special_tokens)}")
-        self.unk = unk
+        self.unk = _checked_unk(unk, self.special_tokens)
 
     @classmethod
     def from_text(cls, text: str, special_tokens: Iterable[str] = (), unk: str | None = None) -> CharTokenizer:
@@ -249,13 +260,9 @@ class WordTokenizer(Tokenizer):
     def __init__(self, words: Iterable[str], special_tokens: Iterable[str] = (ENDOFTEXT, UNK),
                  unk: str | None = UNK, pattern: str = WORD_PATTERN) -> None:
         self.words = list(words)
-        self.word_to_id = {w: i for i, w in enumerate(self.words)}
-        if len(self.word_to_id) != len(self.words):
-            raise ValueError("the vocabulary repeats a word")
+        self.word_to_id = _index_vocabulary(self.words, "word")
         super().__init__(_special_ids(special_tokens, len(self.words)))
-        if unk is not None and unk not in self.special_tokens:
-            raise ValueError(f"unk={unk!r} must be one of the special tokens {list(self.special_tokens)}")
-        self.unk, self.pattern = unk, pattern
+        self.unk, self.pattern = _checked_unk(unk, self.special_tokens), pattern
         self._regex = regex.compile(pattern)
 
     @classmethod

@@ -382,3 +382,15 @@ def test_tokens_html(bpe: BPETokenizer) -> None:
 def test_gpt2_pattern_splits_like_gpt2() -> None:
     assert pretokenize("Hello world's  123 !!\n\n") == ["Hello", " world", "'s", " ", " 123", " !!", "\n\n"]
     assert GPT2_PATTERN.startswith("'s|'t|'re")
+
+
+def test_repeated_vocabulary_and_unknown_unk_are_clear_errors():
+    from llmlib.tokenizers import CharTokenizer, WordTokenizer
+
+    with pytest.raises(ValueError, match="repeats a character"):
+        CharTokenizer(["a", "b", "a"])
+    with pytest.raises(ValueError, match="repeats a word"):
+        WordTokenizer(["the", "the"])
+    for make in (lambda: CharTokenizer(["a"], unk="<|unk|>"), lambda: WordTokenizer(["the"], special_tokens=(), unk="<|unk|>")):
+        with pytest.raises(ValueError, match="must be one of the special tokens"):
+            make()
