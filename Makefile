@@ -2,27 +2,40 @@
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
-# A CPU build here; elsewhere set TORCH_SPEC (see book/setup.md), e.g. make test TORCH_SPEC="torch==2.13.0".
+# The torch to install, as words for pip (unquoted, so an index URL can follow): see book/setup.md,
+# e.g. make test TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu".
 TORCH_SPEC ?= torch==2.13.0
 PIP := $(PY) -m pip --disable-pip-version-check --quiet
 
-.PHONY: install test book export check-export notebooks clean
+.PHONY: help install lab test lint book export check-export notebooks clean
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make book      build the rendered book (prints where index.html is)"
 	@echo "make test      run every test: llmlib, all chapters (nbval, smoke mode), drift, hygiene, Colab path, book build"
+	@echo "make lab       install JupyterLab into .venv and open the chapters in it"
+	@echo "make lint      ruff over llmlib/, tests/, benchmarks/, tools/ and the chapters (also part of make test)"
 	@echo "make export    regenerate llmlib/ from the chapters' #| export cells"
 	@echo "make notebooks NB=chapters/01_tokenizers.ipynb   execute chapters in place (cpu/gpu mode) to refresh committed outputs"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade "pip>=24"
-	$(PIP) install "$(TORCH_SPEC)"
+	$(PIP) install $(TORCH_SPEC)
 	$(PIP) install -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed
+
+$(VENV)/.jupyter: $(VENV)/.installed
+	$(PIP) install -e ".[dev,jupyter]"
+	touch $@
+
+lab: $(VENV)/.jupyter
+	$(VENV)/bin/jupyter lab chapters/
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check
 
 test: $(VENV)/.installed
 	LLMLIB_SMOKE=1 $(PY) -m pytest

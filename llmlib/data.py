@@ -3,9 +3,9 @@
 
 """From text to training batches, and embeddings (chapter 2).
 
-Token arrays and their splits, sliding-window and random-window datasets, data loaders, compact `.bin`
-token files read through memory maps, and the transformer's input: token plus position embeddings.
-Shapes: B batch, T time (context), C channels (embedding width), V vocabulary size.
+Token arrays and their splits, sliding-window and random-window datasets, data loaders, compact
+`.bin` token files read through memory maps, and the transformer's input: token plus position
+embeddings. Shapes: B batch, T time (context), C channels (embedding width), V vocabulary size.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from llmlib.checks import dropout_rate, positive_int, token_ids
+
 Encode = Callable[[str], list[int]]
 
 
@@ -27,13 +29,14 @@ class HasEncode(Protocol):
     def encode(self, text: str) -> list[int]: ...
 
 
-TokenizerLike = Union[HasEncode, Encode]  # a tokenizer object (chapter 1's BPETokenizer) or a function
+# a tokenizer object (chapter 1's BPETokenizer) or a function
+TokenizerLike = Union[HasEncode, Encode]
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
-    """The smallest unsigned NumPy dtype that holds every id of a vocabulary: uint16 up to 2**16 ids, else uint32."""
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)) or vocab_size <= 0:
-        raise ValueError(f"vocab_size must be a positive int, got {vocab_size!r}")
+    """The smallest unsigned NumPy dtype that holds every id of a vocabulary: uint16 up to 2**16
+    ids, else uint32."""
+    positive_int("vocab_size", vocab_size)
     if vocab_size <= 2**16:
         return np.dtype(np.uint16)
     if vocab_size <= 2**32:
@@ -52,8 +55,9 @@ def _encode_fn(tokenizer: TokenizerLike) -> Encode:
 
 def _check_range(ids: np.ndarray, vocab_size: int) -> None:
     if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
-        raise ValueError(f"token ids must lie in [0, {vocab_size}), found min {int(ids.min())} and max "
-                         f"{int(ids.max())}: is vocab_size right, and was the text encoded by this tokenizer?")
+        raise ValueError(f"token ids must lie in [0, {vocab_size}), found min {int(ids.min())} and "
+                         f"max {int(ids.max())}: is vocab_size right, and was the text encoded by "
+                         f"this tokenizer?")
 
 
 def encode_documents(texts: Iterable[str], tokenizer: TokenizerLike, separator: int | None = None,
@@ -61,8 +65,8 @@ def encode_documents(texts: Iterable[str], tokenizer: TokenizerLike, separator: 
     """Encode documents one by one and concatenate them into one flat array of ids, shape (N,).
 
     `separator` (e.g. the id of `<|endoftext|>`) goes between consecutive documents. The dtype is
-    `token_dtype(vocab_size)`; `vocab_size` defaults to `tokenizer.vocab_size` when the tokenizer has
-    one, else the array stays int64. Ids outside [0, vocab_size) are a ValueError.
+    `token_dtype(vocab_size)`; `vocab_size` defaults to `tokenizer.vocab_size` when the tokenizer
+    has one, else the array stays int64. Ids outside [0, vocab_size) are a ValueError.
     """
     encode = _encode_fn(tokenizer)
     if vocab_size is None:
@@ -82,13 +86,14 @@ def encode_documents(texts: Iterable[str], tokenizer: TokenizerLike, separator: 
 W = TypeVar("W")
 
 
-def split_by_works(works: Sequence[W], val_fraction: float = 0.1, *, val_slugs: Iterable[str] | None = None,
+def split_by_works(works: Sequence[W], val_fraction: float = 0.1, *,
+                   val_slugs: Iterable[str] | None = None,
                    seed: int = 0) -> tuple[list[W], list[W]]:
     """Hold out whole works for validation: returns (train_works, val_works), each in input order.
 
     Each work needs `.slug` and `.n_chars`, like `llmlib.corpus.Work`. With `val_slugs`, those works
-    validate. Otherwise the works are shuffled with `seed` and taken in that order until they hold at
-    least `val_fraction` of all characters. No work is on both sides.
+    validate. Otherwise the works are shuffled with `seed` and taken in that order until they hold
+    at least `val_fraction` of all characters. No work is on both sides.
     """
     works = list(works)
     slugs = [w.slug for w in works]
@@ -119,8 +124,10 @@ def split_by_works(works: Sequence[W], val_fraction: float = 0.1, *, val_slugs: 
     return train, val
 
 
-def split_contiguous(ids: Sequence[int] | np.ndarray, val_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
-    """nanoGPT's split of a token array: the first (1 - val_fraction) trains, the rest validates. Views, no copy."""
+def split_contiguous(ids: Sequence[int] | np.ndarray,
+                     val_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """nanoGPT's split of a token array: the first (1 - val_fraction) trains, the rest validates.
+    Views, no copy."""
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
     ids = np.asarray(ids)
@@ -130,18 +137,13 @@ def split_contiguous(ids: Sequence[int] | np.ndarray, val_fraction: float = 0.1)
     return ids[:cut], ids[cut:]
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
 def _as_token_array(ids: Any) -> np.ndarray:
     if isinstance(ids, torch.Tensor):
         ids = ids.detach().cpu().numpy()
     arr = ids if isinstance(ids, np.ndarray) else np.asarray(ids)
     if isinstance(arr, np.memmap):
-        arr = arr.view(np.ndarray)  # still backed by the file, without np.memmap's per-slice overhead
+        # still backed by the file, without np.memmap's per-slice overhead
+        arr = arr.view(np.ndarray)
     if arr.ndim != 1:
         raise ValueError(f"ids must be one flat sequence of token ids, got shape {arr.shape}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
@@ -151,28 +153,31 @@ def _as_token_array(ids: Any) -> np.ndarray:
 
 def _check_fits(n_tokens: int, context_length: int) -> None:
     if n_tokens < context_length + 1:
-        raise ValueError(f"{n_tokens} tokens are too few for one window: a context of {context_length} "
-                         f"needs at least {context_length + 1} tokens (the inputs plus the shifted target)")
+        raise ValueError(f"{n_tokens} tokens are too few for one window: a context of "
+                         f"{context_length} needs at least {context_length + 1} tokens (the inputs "
+                         f"plus the shifted target)")
 
 
 def _window(ids: np.ndarray, start: int, context_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    chunk = torch.from_numpy(np.asarray(ids[start:start + context_length + 1], dtype=np.int64))  # (T+1,)
+    # (T+1,)
+    chunk = torch.from_numpy(np.asarray(ids[start:start + context_length + 1], dtype=np.int64))
     return chunk[:-1], chunk[1:]
 
 
 class TokenDataset(Dataset):
-    """Sliding windows over a token array: item i is (x, y), two int64 tensors of shape (T,), y = x shifted by one.
+    """Sliding windows over a token array: item i is (x, y), two int64 tensors of shape (T,), y = x
+    shifted by one.
 
-    Window i starts at token s = i * stride: x = ids[s : s+T], y = ids[s+1 : s+T+1], T = context_length.
-    N tokens give (N - T - 1) // stride + 1 windows. stride defaults to T (windows tile the text);
-    stride = 1 gives every window; stride > T skips tokens. `ids` (a list, tensor, NumPy array or
-    `np.memmap`) is not copied: windows are read on demand.
+    Window i starts at token s = i * stride: x = ids[s : s+T], y = ids[s+1 : s+T+1], T =
+    context_length. N tokens give (N - T - 1) // stride + 1 windows. stride defaults to T (windows
+    tile the text); stride = 1 gives every window; stride > T skips tokens. `ids` (a list, tensor,
+    NumPy array or `np.memmap`) is not copied: windows are read on demand.
     """
 
     def __init__(self, ids: Any, context_length: int, stride: int | None = None):
         self.ids = _as_token_array(ids)
-        self.context_length = _positive_int("context_length", context_length)
-        self.stride = _positive_int("stride", self.context_length if stride is None else stride)
+        self.context_length = positive_int("context_length", context_length)
+        self.stride = positive_int("stride", self.context_length if stride is None else stride)
         _check_fits(len(self.ids), self.context_length)
         self.num_windows = (len(self.ids) - self.context_length - 1) // self.stride + 1
 
@@ -185,12 +190,15 @@ class TokenDataset(Dataset):
         return _window(self.ids, (i % self.num_windows) * self.stride, self.context_length)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({len(self.ids):,} tokens, context_length={self.context_length}, "
-                f"stride={self.stride}, {self.num_windows:,} windows)")
+        return (f"{type(self).__name__}({len(self.ids):,} tokens, "
+                f"context_length={self.context_length}, stride={self.stride}, {self.num_windows:,} "
+                f"windows)")
 
 
-def to_device(batch: Sequence[torch.Tensor], device: torch.device | str) -> tuple[torch.Tensor, ...]:
-    """Move a batch (x, y, ...) to `device`; to CUDA the copy is asynchronous from pinned memory (non_blocking)."""
+def to_device(batch: Sequence[torch.Tensor],
+              device: torch.device | str) -> tuple[torch.Tensor, ...]:
+    """Move a batch (x, y, ...) to `device`; to CUDA the copy is asynchronous from pinned memory
+    (non_blocking)."""
     device = torch.device(device)
     if device.type == "cuda":
         return tuple((t if t.is_pinned() else t.pin_memory()).to(device, non_blocking=True) for t in batch)
@@ -203,17 +211,19 @@ def make_dataloader(dataset: Dataset, batch_size: int, shuffle: bool = True, dro
     """A DataLoader of (x, y) batches of shape (B, T), set up for language modelling.
 
     shuffle: a new window order every epoch, drawn from `seed` if given, else from torch's global
-    generator (so `seed_everything` makes it reproducible). drop_last: every batch has `batch_size` rows.
-    num_workers: background processes preparing batches (0 = in this process; workers persist across
-    epochs). device: where the batches will go (default `llmlib.device.get_device()`); on CUDA the
-    loader pins memory so that `to_device` copies asynchronously.
+    generator (so `seed_everything` makes it reproducible). drop_last: every batch has `batch_size`
+    rows. num_workers: background processes preparing batches (0 = in this process; workers persist
+    across epochs). device: where the batches will go (default `llmlib.device.get_device()`); on
+    CUDA the loader pins memory so that `to_device` copies asynchronously.
     """
-    batch_size = _positive_int("batch_size", batch_size)
+    batch_size = positive_int("batch_size", batch_size)
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
     if drop_last and len(dataset) < batch_size:
-        raise ValueError(f"the dataset has {len(dataset)} windows, fewer than batch_size={batch_size}, so "
-                         "drop_last=True leaves no batch at all: use more tokens, a smaller stride or batch")
+        raise ValueError(f"the dataset has {len(dataset)} windows, fewer than "
+                         f"batch_size={batch_size}, so "
+                         "drop_last=True leaves no batch at all: use more tokens, a smaller stride "
+                         "or batch")
     if device is None:
         from llmlib.device import get_device
         device = get_device()
@@ -226,15 +236,16 @@ def make_dataloader(dataset: Dataset, batch_size: int, shuffle: bool = True, dro
 class RandomWindowDataset(Dataset):
     """`num_samples` windows at random starts in a (possibly huge, memory-mapped) token array.
 
-    Item i is (x, y) of shape (T,) as in `TokenDataset`, starting anywhere in [0, N - T - 1]. The starts
-    are drawn at construction from `seed` (or from torch's global generator when seed is None), so all
-    DataLoader workers see the same ones; `set_epoch(epoch)` draws the starts of another epoch.
+    Item i is (x, y) of shape (T,) as in `TokenDataset`, starting anywhere in [0, N - T - 1]. The
+    starts are drawn at construction from `seed` (or from torch's global generator when seed is
+    None), so all DataLoader workers see the same ones; `set_epoch(epoch)` draws the starts of
+    another epoch.
     """
 
     def __init__(self, ids: Any, context_length: int, num_samples: int, seed: int | None = None):
         self.ids = _as_token_array(ids)
-        self.context_length = _positive_int("context_length", context_length)
-        self.num_samples = _positive_int("num_samples", num_samples)
+        self.context_length = positive_int("context_length", context_length)
+        self.num_samples = positive_int("num_samples", num_samples)
         _check_fits(len(self.ids), self.context_length)
         self.seed = int(torch.randint(0, 2**31 - 1, ()).item()) if seed is None else int(seed)
         self.set_epoch(0)
@@ -251,39 +262,47 @@ class RandomWindowDataset(Dataset):
         return _window(self.ids, int(self.starts[i]), self.context_length)
 
 
-def get_batch(ids: Any, batch_size: int, context_length: int, device: torch.device | str | None = None,
+def get_batch(ids: Any, batch_size: int, context_length: int,
+              device: torch.device | str | None = None,
               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """nanoGPT's sampler: `batch_size` random windows read at once. Returns x, y of shape (B, T), int64.
+    """nanoGPT's sampler: `batch_size` random windows read at once. Returns x, y of shape (B, T),
+    int64.
 
-    Works on a `np.memmap` without loading it (only the B * (T+1) tokens drawn are read). If `device`
-    is given the batch is moved there with `to_device`.
+    Works on a `np.memmap` without loading it (only the B * (T+1) tokens drawn are read). If
+    `device` is given the batch is moved there with `to_device`.
     """
     arr = _as_token_array(ids)
-    batch_size = _positive_int("batch_size", batch_size)
-    context_length = _positive_int("context_length", context_length)
+    batch_size = positive_int("batch_size", batch_size)
+    context_length = positive_int("context_length", context_length)
     _check_fits(len(arr), context_length)
-    starts = torch.randint(len(arr) - context_length, (batch_size,), generator=generator).numpy()   # (B,)
-    rows = arr[starts[:, None] + np.arange(context_length + 1)]                                     # (B, T+1)
+    # (B,)
+    starts = torch.randint(len(arr) - context_length, (batch_size,), generator=generator).numpy()
+    # (B, T+1)
+    rows = arr[starts[:, None] + np.arange(context_length + 1)]
     chunk = torch.from_numpy(rows.astype(np.int64))
-    x, y = chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()                                    # (B, T) each
+    # (B, T) each
+    x, y = chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()
     return to_device((x, y), device) if device is not None else (x, y)
 
 
 _BIN_HEADER_INTS = 256
-_BIN_MAGIC = {np.dtype(np.uint16): (20240520, 1), np.dtype(np.uint32): (20240801, 7)}  # llm.c's (magic, version)
+# llm.c's (magic, version)
+_BIN_MAGIC = {np.dtype(np.uint16): (20240520, 1), np.dtype(np.uint32): (20240801, 7)}
 
 
 def write_tokens(path: str | Path, ids: Any, vocab_size: int) -> Path:
-    """Write token ids to a `.bin` file: a header of 256 little-endian int32, then the ids as `token_dtype(vocab_size)`.
+    """Write token ids to a `.bin` file: a header of 256 little-endian int32, then the ids as
+    `token_dtype(vocab_size)`.
 
-    Header: [magic, version, number of tokens, vocab_size, 0, ...]. Magic and version are those of llm.c
-    (20240520, 1 for uint16; 20240801, 7 for uint32), so uint16 files are llm.c token files too.
-    Ids outside [0, vocab_size) are a ValueError. Returns the path.
+    Header: [magic, version, number of tokens, vocab_size, 0, ...]. Magic and version are those of
+    llm.c (20240520, 1 for uint16; 20240801, 7 for uint32), so uint16 files are llm.c token files
+    too. Ids outside [0, vocab_size) are a ValueError. Returns the path.
     """
     dtype = token_dtype(vocab_size)
     arr = _as_token_array(ids)
     if len(arr) >= 2**31:
-        raise ValueError(f"{len(arr):,} tokens do not fit the header's int32 count: write several shards")
+        raise ValueError(f"{len(arr):,} tokens do not fit the header's int32 count: write several "
+                         f"shards")
     _check_range(arr, vocab_size)
     header = np.zeros(_BIN_HEADER_INTS, dtype="<i4")
     header[0], header[1] = _BIN_MAGIC[dtype]
@@ -297,65 +316,81 @@ def write_tokens(path: str | Path, ids: Any, vocab_size: int) -> Path:
 
 
 def read_tokens(path: str | Path) -> np.memmap:
-    """Memory-map a `.bin` file of `write_tokens`: a read-only array of shape (N,), read from disk on demand."""
+    """Memory-map a `.bin` file of `write_tokens`: a read-only array of shape (N,), read from disk
+    on demand."""
     path = Path(path)
     header = np.fromfile(path, dtype="<i4", count=_BIN_HEADER_INTS)
     versions = {magic: dtype for dtype, magic in _BIN_MAGIC.items()}
     key = (int(header[0]), int(header[1])) if len(header) == _BIN_HEADER_INTS else None
     if key not in versions:
-        raise ValueError(f"{path.name} is not a token file of write_tokens (unknown header); a raw nanoGPT "
+        raise ValueError(f"{path.name} is not a token file of write_tokens (unknown header); a raw "
+                         f"nanoGPT "
                          "file opens with np.memmap(path, dtype=np.uint16, mode='r')")
     dtype, count = versions[key].newbyteorder("<"), int(header[2])
     expected = _BIN_HEADER_INTS * 4 + count * dtype.itemsize
     if path.stat().st_size != expected:
-        raise ValueError(f"{path.name} has {path.stat().st_size:,} bytes but its header announces {count:,} "
-                         f"tokens ({expected:,} bytes): the file is truncated or was not written by write_tokens")
+        raise ValueError(f"{path.name} has {path.stat().st_size:,} bytes but its header announces "
+                         f"{count:,} tokens ({expected:,} bytes): the file is truncated or was not "
+                         f"written by write_tokens")
     return np.memmap(path, dtype=dtype, mode="r", offset=_BIN_HEADER_INTS * 4, shape=(count,))
 
 
 class TextFileDataset(TokenDataset):
-    """A `TokenDataset` straight from text files: each file is encoded, with `separator` between files.
+    """A `TokenDataset` straight from text files: each file is encoded, with `separator` between
+    files.
 
-    `tokenizer` has an `.encode(text)` method (chapter 1's `BPETokenizer`) or is a function text -> ids.
-    The ids are kept compact: `token_dtype(tokenizer.vocab_size)` when the tokenizer has a vocab_size.
+    `tokenizer` has an `.encode(text)` method (chapter 1's `BPETokenizer`) or is a function text ->
+    ids. The ids are kept compact: `token_dtype(tokenizer.vocab_size)` when the tokenizer has a
+    vocab_size.
     """
 
-    def __init__(self, paths: str | Path | Iterable[str | Path], tokenizer: TokenizerLike, context_length: int,
+    def __init__(self, paths: str | Path | Iterable[str | Path], tokenizer: TokenizerLike,
+                 context_length: int,
                  stride: int | None = None, separator: int | None = None, encoding: str = "utf-8"):
         self.paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
         if not self.paths:
             raise ValueError("paths is empty: give at least one text file")
-        ids = encode_documents((p.read_text(encoding=encoding) for p in self.paths), tokenizer, separator)
+        ids = encode_documents((p.read_text(encoding=encoding) for p in self.paths), tokenizer,
+                               separator)
         super().__init__(ids, context_length, stride)
 
 
 def sinusoidal_encoding(num_positions: int, dim: int, base: float = 10000.0) -> torch.Tensor:
-    """The fixed position encodings of *Attention Is All You Need*, shape (T, C) = (num_positions, dim), float32.
+    """The fixed position encodings of *Attention Is All You Need*, shape (T, C) = (num_positions,
+    dim), float32.
 
-    PE[p, 2i] = sin(p / base**(2i/C)), PE[p, 2i+1] = cos(p / base**(2i/C)): each channel pair turns at its own
-    frequency, from 1 radian per position (i = 0) down to 1/base. Computed in float64, then rounded.
+    PE[p, 2i] = sin(p / base**(2i/C)), PE[p, 2i+1] = cos(p / base**(2i/C)): each channel pair turns
+    at its own frequency, from 1 radian per position (i = 0) down to 1/base. Computed in float64,
+    then rounded.
     """
     if isinstance(num_positions, bool) or num_positions <= 0 or dim <= 0 or dim % 2:
-        raise ValueError(f"need num_positions > 0 and an even dim > 0, got {num_positions} and {dim}")
+        raise ValueError(f"need num_positions > 0 and an even dim > 0, got {num_positions} and "
+                         f"{dim}")
     position = torch.arange(num_positions, dtype=torch.float64)[:, None]           # (T, 1)
     inv_freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)       # (C/2,)
     angle = position * inv_freq                                                     # (T, C/2)
-    return torch.stack((angle.sin(), angle.cos()), dim=-1).reshape(num_positions, dim).float()  # sin, cos interleaved
+    # sin, cos interleaved
+    return torch.stack((angle.sin(), angle.cos()), dim=-1).reshape(num_positions, dim).float()
 
 
 class GPTEmbedding(nn.Module):
-    """The transformer's input: token embedding + position embedding, then dropout. (B, T) ids -> (B, T, C).
+    """The transformer's input: token embedding + position embedding, then dropout. (B, T) ids ->
+    (B, T, C).
 
-    Parameter names follow GPT-2: `wte` (V, C) and `wpe` (context_length, C), initialized N(0, 0.02).
-    With `position="sinusoidal"` positions use the fixed `sinusoidal_encoding` (a buffer; no `wpe`).
-    Token ids must lie in [0, vocab_size) (nn.Embedding checks them on the CPU; CUDA fails with an assert).
+    Parameter names follow GPT-2: `wte` (V, C) and `wpe` (context_length, C), initialized N(0,
+    0.02). With `position="sinusoidal"` positions use the fixed `sinusoidal_encoding` (a buffer; no
+    `wpe`). `forward` checks its input with `llmlib.checks.token_ids`: ids outside [0, vocab_size)
+    would otherwise fail inside nn.Embedding (an IndexError on the CPU, a device-side assert on
+    CUDA). Chapter 5's GPT reuses this module as its input layer, under the same names.
     """
 
     def __init__(self, vocab_size: int, context_length: int, n_embd: int, dropout: float = 0.0,
                  position: str = "learned"):
         super().__init__()
-        for name, value in (("vocab_size", vocab_size), ("context_length", context_length), ("n_embd", n_embd)):
-            _positive_int(name, value)
+        for name, value in (("vocab_size", vocab_size), ("context_length", context_length),
+                            ("n_embd", n_embd)):
+            positive_int(name, value)
+        dropout_rate("dropout", dropout)
         if position not in ("learned", "sinusoidal"):
             raise ValueError(f"position must be 'learned' or 'sinusoidal', got {position!r}")
         self.vocab_size, self.context_length, self.n_embd, self.position = vocab_size, context_length, n_embd, position
@@ -365,19 +400,18 @@ class GPTEmbedding(nn.Module):
             self.wpe = nn.Embedding(context_length, n_embd)
             nn.init.normal_(self.wpe.weight, mean=0.0, std=0.02)
         else:
-            self.register_buffer("pe", sinusoidal_encoding(context_length, n_embd), persistent=False)
+            self.register_buffer("pe", sinusoidal_encoding(context_length, n_embd),
+                                 persistent=False)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        if idx.ndim != 2 or idx.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"idx must be a (B, T) tensor of integer token ids, got shape {tuple(idx.shape)}, {idx.dtype}")
+        """(B, T) token ids -> (B, T, C) embeddings."""
+        token_ids(idx, self.vocab_size, self.context_length)
         T = idx.shape[1]
-        if T > self.context_length:
-            raise ValueError(f"sequence length {T} exceeds context_length {self.context_length}: "
-                             "there is no position embedding beyond it")
         tok = self.wte(idx)                                                       # (B, T, C)
         if self.position == "learned":
             pos = self.wpe(torch.arange(T, device=idx.device))                    # (T, C)
         else:
             pos = self.pe[:T]                                                     # (T, C)
-        return self.drop(tok + pos)                                               # (B, T, C), pos broadcast over B
+        # (B, T, C), pos broadcast over B
+        return self.drop(tok + pos)

@@ -32,12 +32,14 @@ def get_device() -> torch.device:
     try:
         device = torch.device(forced)
     except RuntimeError:
-        raise ValueError(f"LLMLIB_DEVICE={forced!r} is not a device name; use cpu, cuda, cuda:N or mps") from None
+        raise ValueError(f"LLMLIB_DEVICE={forced!r} is not a device name; use cpu, cuda, cuda:N or "
+                         f"mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"LLMLIB_DEVICE={forced!r} but this torch sees no CUDA GPU; "
                          "unset LLMLIB_DEVICE or install a CUDA build of torch (see book/setup.md)")
     if device.type == "mps" and not _mps_available():
-        raise ValueError(f"LLMLIB_DEVICE={forced!r} but MPS is not available (it needs an Apple-silicon Mac)")
+        raise ValueError(f"LLMLIB_DEVICE={forced!r} but MPS is not available (it needs an "
+                         f"Apple-silicon Mac)")
     if device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"LLMLIB_DEVICE={forced!r}: the course supports cpu, cuda and mps")
     return device
@@ -86,7 +88,8 @@ def environment_summary() -> str:
 
 
 def synchronize(device: torch.device | str | None = None) -> None:
-    """Wait until queued GPU work on `device` has finished (no-op on the CPU); call before reading a timer."""
+    """Wait until queued GPU work on `device` has finished (no-op on the CPU); call before reading
+    a timer."""
     device = torch.device(device) if device is not None else get_device()
     if device.type == "cuda":
         torch.cuda.synchronize(device)

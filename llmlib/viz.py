@@ -3,8 +3,9 @@
 
 """Seeing attention: a self-contained HTML + JavaScript view and an ipywidgets explorer (chapter 3).
 
-Both take the attention weights of one sequence, as a tensor (L, H, T, T) or a list of L tensors (H, T, T),
-and its T token strings, so any model that can return per-layer, per-head weights can be shown.
+Both take the attention weights of one sequence, as a tensor (L, H, T, T) or a list of L tensors
+(H, T, T), and its T token strings, so any model that can return per-layer, per-head weights can be
+shown.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import torch
 from torch import Tensor
 
 
-def attention_stack(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray], tokens: Sequence[str]) -> np.ndarray:
+def attention_stack(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray],
+                    tokens: Sequence[str]) -> np.ndarray:
     """The weights as one float32 array (L, H, T, T), checked against the T tokens.
 
-    Accepts a tensor or array (L, H, T, T), a single layer (H, T, T), or a list of L layers (H, T, T)
-    (e.g. what a model returns per block). Select the batch element before calling.
+    Accepts a tensor or array (L, H, T, T), a single layer (H, T, T), or a list of L layers (H, T,
+    T) (e.g. what a model returns per block). Select the batch element before calling.
     """
     if isinstance(weights, (list, tuple)):
         if not weights:
@@ -31,21 +33,23 @@ def attention_stack(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray]
         layers = [w.detach().float().cpu().numpy() if isinstance(w, Tensor) else np.asarray(w, np.float32)
                   for w in weights]
         if any(a.shape != layers[0].shape for a in layers):
-            raise ValueError(f"all layers must have the same (H, T, T) shape, got {[a.shape for a in layers]}")
+            raise ValueError(f"all layers must have the same (H, T, T) shape, got "
+                             f"{[a.shape for a in layers]}")
         arr = np.stack(layers)
     else:
         arr = weights.detach().float().cpu().numpy() if isinstance(weights, Tensor) else np.asarray(weights, np.float32)
     if arr.ndim == 3:
         arr = arr[None]
     if arr.ndim != 4 or arr.shape[-1] != arr.shape[-2]:
-        raise ValueError(f"weights must be (L, H, T, T) or a list of (H, T, T) with the batch already selected, "
-                         f"got shape {arr.shape}")
+        raise ValueError(f"weights must be (L, H, T, T) or a list of (H, T, T) with the batch "
+                         f"already selected, got shape {arr.shape}")
     tokens = list(tokens)
     if arr.shape[-1] != len(tokens):
-        raise ValueError(f"weights cover T = {arr.shape[-1]} positions but {len(tokens)} tokens were given")
+        raise ValueError(f"weights cover T = {arr.shape[-1]} positions but {len(tokens)} tokens "
+                         f"were given")
     if not np.isfinite(arr).all() or arr.min() < -1e-6 or arr.max() > 1 + 1e-6:
-        raise ValueError("attention weights must be finite and in [0, 1] (softmax outputs); got NaN/inf or values "
-                         "outside that range")
+        raise ValueError("attention weights must be finite and in [0, 1] (softmax outputs); got "
+                         "NaN/inf or values outside that range")
     return arr.astype(np.float32)
 
 
@@ -56,13 +60,15 @@ def _display_token(token: str) -> str:
 
 
 def _quantize(arr: np.ndarray) -> str:
-    """(L, H, T, T) weights in [0, 1] -> base64 of uint8 levels 0..255 (1/255 resolution, 4× smaller than JSON)."""
+    """(L, H, T, T) weights in [0, 1] -> base64 of uint8 levels 0..255 (1/255 resolution, 4×
+    smaller than JSON)."""
     levels = np.clip(np.rint(arr * 255), 0, 255).astype(np.uint8)
     return base64.b64encode(levels.tobytes()).decode("ascii")
 
 
 def decode_attention_html_data(payload: dict) -> np.ndarray:
-    """Inverse of the data embedded by `attention_html`: (L, H, T, T) float32 with 1/255 resolution."""
+    """Inverse of the data embedded by `attention_html`: (L, H, T, T) float32 with 1/255
+    resolution."""
     L, H, T = payload["layers"], payload["heads"], len(payload["tokens"])
     levels = np.frombuffer(base64.b64decode(payload["weights"]), dtype=np.uint8)
     return levels.reshape(L, H, T, T).astype(np.float32) / 255
@@ -70,13 +76,15 @@ def decode_attention_html_data(payload: dict) -> np.ndarray:
 
 _CSS = """
 #{id} {{font-family: system-ui, -apple-system, "Segoe UI", sans-serif; font-size: 13px; color: #111;
-  background: #fff; border: 1px solid #d4d4d8; border-radius: 6px; padding: 8px 10px; margin: 6px 0; max-width: 100%;}}
+  background: #fff; border: 1px solid #d4d4d8; border-radius: 6px; padding: 8px 10px; margin: 6px
+  0; max-width: 100%;}}
 #{id} .llmlib-attn-title {{font-weight: 600; margin-bottom: 4px;}}
-#{id} .llmlib-attn-bar {{display: flex; flex-wrap: wrap; gap: 12px; align-items: center; margin-bottom: 6px;}}
-#{id} .llmlib-attn-bar select {{font-size: 13px; color: #111; background: #fff;}}
-#{id} .llmlib-attn-info {{color: #444; font-size: 12px;}}
-#{id} .llmlib-attn-tokens {{display: flex; flex-wrap: wrap; gap: 3px; margin: 6px 0; line-height: 1.9;}}
-#{id} .llmlib-attn-tok {{font-family: ui-monospace, Menlo, Consolas, monospace; padding: 0 4px; border-radius: 3px;
+#{id} .llmlib-attn-bar {{display: flex; flex-wrap: wrap; gap: 12px; align-items: center;
+margin-bottom: 6px;}} #{id} .llmlib-attn-bar select {{font-size: 13px; color: #111; background:
+#fff;}} #{id} .llmlib-attn-info {{color: #444; font-size: 12px;}}
+#{id} .llmlib-attn-tokens {{display: flex; flex-wrap: wrap; gap: 3px; margin: 6px 0; line-height:
+1.9;}} #{id} .llmlib-attn-tok {{font-family: ui-monospace, Menlo, Consolas, monospace; padding: 0
+4px; border-radius: 3px;
   border: 1px solid #e4e4e7; cursor: pointer; white-space: pre;}}
 #{id} .llmlib-attn-map {{border: 1px solid #d4d4d8; cursor: crosshair; image-rendering: pixelated;}}
 #{id} .llmlib-attn-note {{color: #666; font-size: 11px;}}
@@ -154,7 +162,8 @@ _JS = r"""(function () {
   root.appendChild(canvas);
   root.appendChild(el("div", "llmlib-attn-note",
     "Hover a token (or a heatmap row) to see where it attends; click to lock. " +
-    "Heatmap: row = query (the token that looks), column = key (the token looked at), darker = more weight."));
+    "Heatmap: row = query (the token that looks), column = key (the token looked at), darker = more
+    weight."));
   var ctx = canvas.getContext ? canvas.getContext("2d") : null;
   function draw() {
     var q = state.query, best = 0, bestW = -1;
@@ -165,14 +174,16 @@ _JS = r"""(function () {
       spans[k].style.color = a > 0.55 ? "#fff" : "#111";
       spans[k].style.outline = k === q ? "2px solid #f97316" : "none";
     }
-    info.textContent = (state.locked ? "locked: " : "") + "query " + q + " \u201c" + data.tokens[q] +
-      "\u201d attends most to " + best + " \u201c" + data.tokens[best] + "\u201d (" + bestW.toFixed(2) + ")";
+    info.textContent = (state.locked ? "locked: " : "") + "query " + q + " \u201c" + data.tokens[q]
+    +
+      "\u201d attends most to " + best + " \u201c" + data.tokens[best] + "\u201d (" +
+      bestW.toFixed(2) + ")";
     if (!ctx) return;
     for (var qq = 0; qq < T; qq++) {
       for (var kk = 0; kk < T; kk++) {
         var v = weight(state.layer, state.head, qq, kk);
-        ctx.fillStyle = "rgb(" + Math.round(255 - 218 * v) + "," + Math.round(255 - 156 * v) + "," + Math.round(255 - 20 * v) + ")";
-        ctx.fillRect(kk * cell, qq * cell, cell, cell);
+        ctx.fillStyle = "rgb(" + Math.round(255 - 218 * v) + "," + Math.round(255 - 156 * v) + ","
+        + Math.round(255 - 20 * v) + ")"; ctx.fillRect(kk * cell, qq * cell, cell, cell);
       }
     }
     ctx.strokeStyle = "#f97316";
@@ -183,13 +194,15 @@ _JS = r"""(function () {
 })();"""
 
 
-def attention_html(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray], tokens: Sequence[str],
+def attention_html(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray],
+                   tokens: Sequence[str],
                    title: str = "", element_id: str | None = None) -> str:
     """A self-contained, interactive HTML view of attention weights (L, H, T, T) over `tokens`.
 
-    Inline data (JSON, weights quantized to 1/255), inline CSS and a plain `<script>`: no CDN, no RequireJS,
-    no kernel needed, so it stays interactive in the rendered book and offline. The element id is
-    `element_id`, or derived from a hash of the content, so the same input always gives the same HTML.
+    Inline data (JSON, weights quantized to 1/255), inline CSS and a plain `<script>`: no CDN, no
+    RequireJS, no kernel needed, so it stays interactive in the rendered book and offline. The
+    element id is `element_id`, or derived from a hash of the content, so the same input always
+    gives the same HTML.
     """
     arr = attention_stack(weights, tokens)
     L, H, T, _ = arr.shape
@@ -199,7 +212,8 @@ def attention_html(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray],
     if element_id is None:
         element_id = "llmlib-attn-" + hashlib.sha256(data.encode("ascii")).hexdigest()[:12]
     elif not element_id.replace("-", "").replace("_", "").isalnum() or not element_id[0].isalpha():
-        raise ValueError(f"element_id must start with a letter and use only letters, digits, - and _, got {element_id!r}")
+        raise ValueError(f"element_id must start with a letter and use only letters, digits, - and "
+                         f"_, got {element_id!r}")
     data = data.replace("</", "<\\/")  # a token "</script>" cannot end the data block
     return (f'<div id="{element_id}" class="llmlib-attn">\n'
             f"<style>{_CSS.format(id=element_id)}</style>\n"
@@ -208,34 +222,43 @@ def attention_html(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray],
             f"<script>\n{_JS % json.dumps(element_id)}\n</script>\n")
 
 
-def show_attention(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray], tokens: Sequence[str],
+def show_attention(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray],
+                   tokens: Sequence[str],
                    title: str = "", element_id: str | None = None):
-    """`attention_html` wrapped for display in a notebook: returns an `IPython.display.HTML` object."""
+    """`attention_html` wrapped for display in a notebook: returns an `IPython.display.HTML`
+    object."""
     from IPython.display import HTML
 
     return HTML(attention_html(weights, tokens, title=title, element_id=element_id))
 
 
-def attention_explorer(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray], tokens: Sequence[str]):
-    """A live ipywidgets explorer: choose layer, head (or their mean) and query token; see the heatmap
-    and the chosen token's weights. Uses only APIs shared by ipywidgets 7.7.1 and 8.x. Returns a VBox."""
+def attention_explorer(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray],
+                       tokens: Sequence[str]):
+    """A live ipywidgets explorer: choose layer, head (or their mean) and query token; see the
+    heatmap
+    and the chosen token's weights. Uses only APIs shared by ipywidgets 7.7.1 and 8.x. Returns a
+    VBox."""
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
 
     arr = attention_stack(weights, tokens)
     L, H, T, _ = arr.shape
     shown = [_display_token(t) for t in tokens]
-    layer = widgets.Dropdown(options=[(f"layer {i}", i) for i in range(L)], value=0, description="Layer")
-    head = widgets.Dropdown(options=[(f"head {i}", i) for i in range(H)] + [("mean of heads", -1)], value=0,
+    layer = widgets.Dropdown(options=[(f"layer {i}", i) for i in range(L)], value=0,
+                             description="Layer")
+    head = widgets.Dropdown(options=[(f"head {i}", i) for i in range(H)] + [("mean of heads", -1)],
+                            value=0,
                             description="Head")
     query = widgets.Dropdown(options=[(f"{i}: {t}", i) for i, t in enumerate(shown)], value=T - 1,
                              description="Query")
 
     def draw(layer: int, head: int, query: int) -> None:
         a = arr[layer].mean(0) if head < 0 else arr[layer, head]  # (T, T)
-        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.8), gridspec_kw={"width_ratios": [1.2, 1]})
+        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.8),
+                                          gridspec_kw={"width_ratios": [1.2, 1]})
         left.imshow(a, cmap="Blues", vmin=0, vmax=1)
-        left.add_patch(plt.Rectangle((-0.5, query - 0.5), T, 1, fill=False, edgecolor="tab:orange", lw=2))
+        left.add_patch(plt.Rectangle((-0.5, query - 0.5), T, 1, fill=False, edgecolor="tab:orange",
+                                     lw=2))
         ticks = range(T) if T <= 40 else range(0, T, max(1, T // 20))
         left.set_xticks(list(ticks), [shown[i] for i in ticks], rotation=90, fontsize=7)
         left.set_yticks(list(ticks), [shown[i] for i in ticks], fontsize=7)

@@ -1,4 +1,5 @@
-"""Shared test helpers. The README's test command runs these unit tests and every chapter (nbval)."""
+"""Shared test helpers. The README's test command runs these unit tests and every chapter
+(nbval)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))  # tools/export.py and tools/setup_cell.py are importable in tests
+# tools/export.py and tools/setup_cell.py are importable in tests
+sys.path.insert(0, str(ROOT / "tools"))
 
 CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
 

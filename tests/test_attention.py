@@ -1,4 +1,5 @@
-"""Tests for llmlib.attention (chapter 3): masks, no future leakage, no NaN, and reference equivalences."""
+"""Tests for llmlib.attention (chapter 3): masks, no future leakage, no NaN, and reference
+equivalences."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmlib.attention import (MultiHeadAttention, attention_math, attention_sdpa, build_attention_mask,
+from llmlib.attention import (MultiHeadAttention, attention_math, attention_sdpa,
+                              build_attention_mask,
                               causal_mask)
 
 TOL = 1e-5
@@ -67,7 +69,8 @@ def test_fully_masked_rows_give_zero_not_nan_forward_and_backward():
     torch.manual_seed(2)
     m = _mha()
     x = torch.randn(2, 5, 16, requires_grad=True)
-    pad = torch.tensor([[False, False, True, True, True], [True] * 5])  # left padding: rows 0, 1 see nothing
+    # left padding: rows 0, 1 see nothing
+    pad = torch.tensor([[False, False, True, True, True], [True] * 5])
     for need_weights in (False, True):
         out = m(x, pad, need_weights=need_weights)
         y = out[0] if need_weights else out
@@ -119,7 +122,8 @@ def test_matches_torch_multihead_attention_forward_and_grad(causal, padded):
     ref = _torch_reference(m)
     torch.manual_seed(5)
     x = torch.randn(3, 7, 24)
-    pad = torch.tensor([[True] * 7, [True] * 5 + [False] * 2, [True] * 3 + [False] * 4]) if padded else None
+    pad = torch.tensor([[True] * 7, [True] * 5 + [False] * 2,
+                        [True] * 3 + [False] * 4]) if padded else None
     x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
     for need_weights in (False, True):
         out = m(x1, pad, causal=causal, need_weights=need_weights)
@@ -194,7 +198,8 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="q, k, v must be"):
         attention_math(torch.randn(2, 3, 4), torch.randn(2, 3, 5), torch.randn(2, 3, 5))
     with pytest.raises(ValueError, match="not both"):
-        attention_sdpa(*(torch.randn(1, 3, 4) for _ in range(3)), mask=causal_mask(3), is_causal=True)
+        attention_sdpa(*(torch.randn(1, 3, 4) for _ in range(3)), mask=causal_mask(3),
+                       is_causal=True)
 
 
 try:
@@ -205,7 +210,8 @@ except ImportError:  # hypothesis is a dev dependency; the tests above still run
 if st is not None:
     @settings(max_examples=40, deadline=None)
     @given(B=st.integers(1, 3), H=st.integers(1, 3), T=st.integers(1, 9), D=st.integers(1, 6),
-           causal=st.booleans(), seed=st.integers(0, 2**16), pad_mode=st.sampled_from(["none", "right", "random"]))
+           causal=st.booleans(), seed=st.integers(0, 2**16),
+           pad_mode=st.sampled_from(["none", "right", "random"]))
     def test_property_math_sdpa_and_torch_agree(B, H, T, D, causal, seed, pad_mode):
         g = torch.Generator().manual_seed(seed)
         q, k, v = (torch.randn(B, H, T, D, generator=g) for _ in range(3))
@@ -226,7 +232,8 @@ if st is not None:
             assert torch.equal(w[~visible], torch.zeros_like(w[~visible]))  # no weight where masked
             rows = visible.any(-1)
             assert torch.allclose(w.sum(-1)[rows], torch.ones(int(rows.sum())), atol=1e-5)
-            assert torch.equal(y_math[~rows], torch.zeros_like(y_math[~rows]))  # nothing visible: output 0
+            # nothing visible: output 0
+            assert torch.equal(y_math[~rows], torch.zeros_like(y_math[~rows]))
             reference = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
             if rows.any():
                 assert (y_math[rows] - reference[rows]).abs().max() < 1e-5

@@ -1,4 +1,5 @@
-"""Tests for llmlib.blocks (chapter 4): LayerNorm, GELU, FeedForward and TransformerBlock against references."""
+"""Tests for llmlib.blocks (chapter 4): LayerNorm, GELU, FeedForward and TransformerBlock against
+references."""
 
 from __future__ import annotations
 
@@ -58,12 +59,14 @@ def test_layer_norm_gradcheck():
 
 @settings(max_examples=25, deadline=None)
 @given(shape=st.lists(st.integers(1, 5), min_size=0, max_size=2), C=st.integers(2, 33),
-       scale=st.floats(1e-2, 1e3), shift=st.floats(-1e3, 1e3), eps=st.sampled_from([1e-5, 1e-6, 0.1]))
+       scale=st.floats(1e-2, 1e3), shift=st.floats(-1e3, 1e3),
+       eps=st.sampled_from([1e-5, 1e-6, 0.1]))
 def test_layer_norm_any_shape_and_scale(shape, C, scale, shift, eps):
     x = torch.randn(*shape, C, dtype=torch.float64) * scale + shift
     ours, ref = LayerNorm(C, eps=eps).double(), nn.LayerNorm(C, eps=eps).double()
     torch.testing.assert_close(ours(x), ref(x), atol=1e-10, rtol=0)
-    torch.testing.assert_close(layer_norm_naive(x, eps=eps), F.layer_norm(x, (C,), eps=eps), atol=1e-10, rtol=0)
+    torch.testing.assert_close(layer_norm_naive(x, eps=eps), F.layer_norm(x, (C,), eps=eps),
+                               atol=1e-10, rtol=0)
 
 
 def test_layer_norm_without_bias_and_eps():
@@ -74,7 +77,8 @@ def test_layer_norm_without_bias_and_eps():
         ours.weight.normal_(); ref.weight.copy_(ours.weight)
     x = torch.randn(5, 16) * 0.01  # small variance: eps matters
     torch.testing.assert_close(ours(x), ref(x), atol=1e-6, rtol=0)
-    assert not torch.allclose(ours(x), LayerNorm(16, eps=1e-5, bias=False).to(x)(x) * ours.weight, atol=1e-3)
+    assert not torch.allclose(ours(x), LayerNorm(16, eps=1e-5, bias=False).to(x)(x) * ours.weight,
+                              atol=1e-3)
 
 
 def test_layer_norm_normalizes_and_has_gpt2_names():
@@ -170,7 +174,8 @@ def test_feed_forward_matches_transformers_gpt2_mlp():
     config = GPT2Config(n_embd=C, n_head=4, resid_pdrop=0.0, activation_function="gelu_new")
     hf = _randomize(GPT2MLP(4 * C, config)).eval()
     ours = FeedForward(C).eval()
-    ours.load_state_dict({k: v.T if v.ndim == 2 else v for k, v in hf.state_dict().items()})  # Conv1D is (in, out)
+    # Conv1D is (in, out)
+    ours.load_state_dict({k: v.T if v.ndim == 2 else v for k, v in hf.state_dict().items()})
     x = torch.randn(2, 6, C)
     torch.testing.assert_close(ours(x), hf(x), atol=1e-5, rtol=0)
 
@@ -204,11 +209,14 @@ def test_block_names_match_gpt2_and_count():
     C = 32
     block = TransformerBlock(C, 4)
     names = [n for n, _ in block.named_parameters()]
-    assert names == ["ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight",
-                     "attn.c_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias",
+    assert names == ["ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
+                     "attn.c_proj.weight",
+                     "attn.c_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight",
+                     "mlp.c_fc.bias",
                      "mlp.c_proj.weight", "mlp.c_proj.bias"]
     assert sum(p.numel() for p in block.parameters()) == 12 * C * C + 13 * C
-    assert sum(p.numel() for p in TransformerBlock(C, 4, bias=False).parameters()) == 12 * C * C + 2 * C
+    assert sum(p.numel() for p in TransformerBlock(C, 4,
+                                                   bias=False).parameters()) == 12 * C * C + 2 * C
     assert block.ln_1.eps == 1e-5 and TransformerBlock(C, 4, eps=1e-6).ln_2.eps == 1e-6
 
 
@@ -217,7 +225,8 @@ def test_block_matches_formula(pre_norm):
     block = _block(pre_norm=pre_norm)
     x = torch.randn(2, 9, 32)
     with torch.no_grad():
-        mlp = lambda h: block.mlp.c_proj(F.gelu(block.mlp.c_fc(h), approximate="tanh"))  # noqa: E731
+        # noqa: E731
+        mlp = lambda h: block.mlp.c_proj(F.gelu(block.mlp.c_fc(h), approximate="tanh"))
         if pre_norm:
             h = x + block.attn(block.ln_1(x))
             expected = h + mlp(block.ln_2(h))
@@ -236,14 +245,17 @@ def test_block_matches_transformers_gpt2_block():
     from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 
     C, H, T = 32, 4, 7
-    config = GPT2Config(n_embd=C, n_head=H, n_layer=1, n_positions=16, resid_pdrop=0.0, attn_pdrop=0.0,
+    config = GPT2Config(n_embd=C, n_head=H, n_layer=1, n_positions=16, resid_pdrop=0.0,
+                        attn_pdrop=0.0,
                         embd_pdrop=0.0, layer_norm_epsilon=1e-5)
     config._attn_implementation = "eager"
     hf = _randomize(GPT2Block(config)).eval()
     ours = TransformerBlock(C, H).eval()
-    ours.load_state_dict({k: v.T if v.ndim == 2 else v for k, v in hf.state_dict().items()}, strict=True)
+    ours.load_state_dict({k: v.T if v.ndim == 2 else v for k, v in hf.state_dict().items()},
+                         strict=True)
     x = torch.randn(2, T, C)
-    causal = torch.full((T, T), float("-inf")).triu(1)[None, None]  # a standalone GPT2Block needs its mask
+    # a standalone GPT2Block needs its mask
+    causal = torch.full((T, T), float("-inf")).triu(1)[None, None]
     with torch.no_grad():
         expected = hf(x, attention_mask=causal)
         expected = expected[0] if isinstance(expected, tuple) else expected
@@ -273,11 +285,13 @@ def test_block_padding_mask_hides_left_padding():
     mask = torch.tensor([[False] * 3 + [True] * 6])
     with torch.no_grad():
         expected = block(real)
-        torch.testing.assert_close(block(padded, padding_mask=mask)[:, 3:], expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(block(padded, padding_mask=mask)[:, 3:], expected, atol=1e-5,
+                                   rtol=0)
         y, w = block(padded, padding_mask=mask, need_weights=True)
         torch.testing.assert_close(y[:, 3:], expected, atol=1e-5, rtol=0)
         assert (w[:, :, 3:, :3] == 0).all()  # real tokens give no weight to pads
-        assert (block(padded)[:, 3:] - expected).abs().max() > 1e-3  # without the mask, pads leak in
+        # without the mask, pads leak in
+        assert (block(padded)[:, 3:] - expected).abs().max() > 1e-3
 
 
 def test_block_gradients_reach_every_parameter():

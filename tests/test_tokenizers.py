@@ -1,4 +1,5 @@
-"""Tests for llmlib.tokenizers (chapter 1): round trips, trainer equivalence, tiktoken and transformers
+"""Tests for llmlib.tokenizers (chapter 1): round trips, trainer equivalence, tiktoken and
+transformers
 as references, the GPT-2 files loader, and clear errors on bad input. No network."""
 
 from __future__ import annotations
@@ -11,17 +12,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmlib.corpus import load_works
-from llmlib.tokenizers import (ENDOFTEXT, GPT2_PATTERN, BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer,
+from llmlib.tokenizers import (ENDOFTEXT, GPT2_PATTERN, BPETokenizer, CharTokenizer, Tokenizer,
+                               WordTokenizer,
                                bytes_to_unicode, pretokenize, tokens_html, train_merges_fast,
                                train_merges_reference)
 
-# Strings that have broken byte-level tokenizers before: emoji with ZWJ and skin tones, flags, combining marks,
-# CJK, Windows newlines, NUL and control bytes, runs of spaces, contractions, digits, lone surrogate-free oddities.
+# Strings that have broken byte-level tokenizers before: emoji with ZWJ and skin tones, flags,
+# combining marks, CJK, Windows newlines, NUL and control bytes, runs of spaces, contractions,
+# digits, lone surrogate-free oddities.
 ADVERSARIAL = [
     "", " ", "  ", "\n", "\r\n", "\r\n\r\n  x", "\x00", "a\x00b\x01\x7f", "\t\t\tx  \n ",
     "👨‍👩‍👧‍👦 family", "👍🏽 ok", "🇫🇷🇯🇵", "e\u0301 cafe\u0301 Å", "ﬁ ligature",
     "日本語のテキスト、漢字", "한국어 텍스트", "مرحبا بالعالم", "I'll we've they're it's 'tis o'er", "'s's''s",
-    "1234567890 3.14159 1,000,000", "   leading and trailing   ", "a  b   c    d", "x\u200by\u200dz",
+    "1234567890 3.14159 1,000,000", "   leading and trailing   ", "a  b   c    d",
+               "x\u200by\u200dz",
     "\ufeffBOM", "tab\tand\u00a0nbsp", "<|endoftext", "|>", "😀" * 7, "ab" * 40, "\U0010ffff",
 ]
 
@@ -45,7 +49,8 @@ def tiktoken_of(tok: BPETokenizer) -> tiktoken.Encoding:
                              special_tokens=tok.special_tokens)
 
 
-# --- the trainers -------------------------------------------------------------------------------------------
+# --- the trainers
+# -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("text,n_merges", [
     ("aaabdaaabac", 5),                       # Wikipedia's example
     ("aaaaaaaa", 6),                          # overlapping pairs, and running out of pairs
@@ -94,7 +99,8 @@ def test_training_cuts_out_special_tokens() -> None:
     assert tok.encode(text, allowed_special="all").count(tok.eot_token) == 2
 
 
-# --- encoding equals tiktoken --------------------------------------------------------------------------------
+# --- encoding equals tiktoken
+# --------------------------------------------------------------------------------
 def test_encoding_equals_tiktoken_on_the_corpus(bpe: BPETokenizer, corpus: str) -> None:
     enc = tiktoken_of(bpe)
     held_out = load_works()["tempest"][:60_000]  # text the tokenizer did not see
@@ -115,7 +121,8 @@ def test_cached_and_uncached_encoders_agree(bpe: BPETokenizer, corpus: str) -> N
     assert bpe.encode_ordinary(text, use_cache=False) == bpe.encode_ordinary(text, use_cache=True)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text())
 def test_encoding_equals_tiktoken_property(bpe: BPETokenizer, text: str) -> None:
     assert bpe.encode(text, disallowed_special=()) == tiktoken_of_cached(bpe).encode_ordinary(text)
@@ -142,9 +149,12 @@ def test_special_token_policy_matches_tiktoken(bpe: BPETokenizer) -> None:
     assert bpe.decode(bpe.encode(text, allowed_special="all")) == text
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.one_of(st.just(ENDOFTEXT), st.text(alphabet=" \n\tab<|>é👍", max_size=6)), max_size=8))
-def test_allowed_special_tokens_match_tiktoken_property(bpe: BPETokenizer, pieces: list[str]) -> None:
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(st.just(ENDOFTEXT), st.text(alphabet=" \n\tab<|>é👍", max_size=6)),
+                max_size=8))
+def test_allowed_special_tokens_match_tiktoken_property(bpe: BPETokenizer,
+                                                        pieces: list[str]) -> None:
     text = "".join(pieces)
     ids = bpe.encode(text, allowed_special="all")
     assert ids == tiktoken_of_cached(bpe).encode(text, allowed_special="all")
@@ -159,12 +169,16 @@ def test_unknown_special_token_is_an_error(bpe: BPETokenizer) -> None:
         bpe.encode("hi", allowed_special="<|endoftext|>")
 
 
-# --- round trips ---------------------------------------------------------------------------------------------
-UNICODE_PIECES = st.sampled_from(["👨‍👩‍👧", "👍🏽", "🇫🇷", "e\u0301", "a\u0308\u0323", "漢字", "かな", "\r\n", "\x00",
-                                  " ", "  ", "\t", "'s", "'ll", "123", "O, ", "\u200d", "\ufeff", "\U0010ffff"])
+# --- round trips
+# ---------------------------------------------------------------------------------------------
+UNICODE_PIECES = st.sampled_from(["👨‍👩‍👧", "👍🏽", "🇫🇷", "e\u0301", "a\u0308\u0323", "漢字", "かな",
+                                  "\r\n", "\x00",
+                                  " ", "  ", "\t", "'s", "'ll", "123", "O, ", "\u200d", "\ufeff",
+                                  "\U0010ffff"])
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.one_of(st.text(), st.lists(st.one_of(UNICODE_PIECES, st.text(max_size=5))).map("".join)))
 def test_bpe_round_trip(bpe: BPETokenizer, text: str) -> None:
     assert bpe.decode(bpe.encode(text, disallowed_special=())) == text
@@ -188,7 +202,8 @@ def test_decode_replaces_a_cut_character(bpe: BPETokenizer) -> None:
     assert bpe.decode(bpe.byte_ids[0xF0:0xF1]) == "\ufffd"  # a lone lead byte
 
 
-# --- character and word tokenizers --------------------------------------------------------------------------
+# --- character and word tokenizers
+# --------------------------------------------------------------------------
 def test_char_tokenizer() -> None:
     tok = CharTokenizer.from_text("banana band")
     assert tok.chars == [" ", "a", "b", "d", "n"]
@@ -221,7 +236,8 @@ def test_word_tokenizer() -> None:
         WordTokenizer.from_text(text, vocab_size=2)
 
 
-# --- bad input -----------------------------------------------------------------------------------------------
+# --- bad input
+# -----------------------------------------------------------------------------------------------
 def test_vocab_size_too_small() -> None:
     with pytest.raises(ValueError, match="too small.*at least 257"):
         BPETokenizer.train("hello", 256)
@@ -256,22 +272,27 @@ def test_invalid_merges_are_rejected() -> None:
         BPETokenizer([(97, 98), (97, 98)])
 
 
-# --- files ---------------------------------------------------------------------------------------------------
+# --- files
+# ---------------------------------------------------------------------------------------------------
 def test_save_load_round_trip(tmp_path, bpe: BPETokenizer, corpus: str) -> None:
     text = corpus[:5000] + "".join(ADVERSARIAL)
-    tokenizers = [bpe, CharTokenizer.from_text(text, special_tokens=[ENDOFTEXT]), WordTokenizer.from_text(corpus, 500)]
+    tokenizers = [bpe, CharTokenizer.from_text(text, special_tokens=[ENDOFTEXT]),
+                  WordTokenizer.from_text(corpus, 500)]
     for tok in tokenizers:
         path = tmp_path / f"{type(tok).__name__}.json"
         tok.save(path)
         data = json.loads(path.read_text(encoding="utf-8"))
-        assert (data["format"], data["version"], data["type"]) == ("llmlib-tokenizer", 1, type(tok).__name__)
+        assert (data["format"], data["version"],
+                data["type"]) == ("llmlib-tokenizer", 1, type(tok).__name__)
         for loaded in (Tokenizer.load(path), type(tok).load(path)):
             assert type(loaded) is type(tok)
             assert loaded.vocab_size == tok.vocab_size and loaded.special_tokens == tok.special_tokens
-            assert loaded.encode(text, disallowed_special=()) == tok.encode(text, disallowed_special=())
+            assert loaded.encode(text,
+                                 disallowed_special=()) == tok.encode(text, disallowed_special=())
     saved = (tmp_path / "BPETokenizer.json").read_text(encoding="utf-8")
     a, b = bpe.merges[0]
-    assert f'\n  [{a}, {b}, 256, "{bpe.vocab[256].decode()}"],\n' in saved  # one readable merge per line
+    # one readable merge per line
+    assert f'\n  [{a}, {b}, 256, "{bpe.vocab[256].decode()}"],\n' in saved
 
 
 def test_bad_files(tmp_path, bpe: BPETokenizer) -> None:
@@ -297,10 +318,13 @@ def test_bad_files(tmp_path, bpe: BPETokenizer) -> None:
         BPETokenizer.load(path)
 
 
-# --- GPT-2's published files ---------------------------------------------------------------------------------
+# --- GPT-2's published files
+# ---------------------------------------------------------------------------------
 def write_gpt2_files(tmp_path, tok: BPETokenizer):
-    """Write `tok` in GPT-2's format: byte tokens numbered in bytes_to_unicode's order (not byte order),
-    merges as 'a b' lines with GPT-2's printable characters, <|endoftext|> last. Returns paths and id map."""
+    """Write `tok` in GPT-2's format: byte tokens numbered in bytes_to_unicode's order (not byte
+    order),
+    merges as 'a b' lines with GPT-2's printable characters, <|endoftext|> last. Returns paths and
+    id map."""
     to_char = bytes_to_unicode()
     printable_first = sorted(range(256), key=lambda b: (ord(to_char[b]) >= 256, ord(to_char[b])))
     new_id = {tok.byte_ids[b]: k for k, b in enumerate(printable_first)}  # our id -> GPT-2-style id
@@ -311,7 +335,8 @@ def write_gpt2_files(tmp_path, tok: BPETokenizer):
     def text(i: int) -> str:
         return "".join(to_char[b] for b in tok.vocab[i])
 
-    encoder = {text(i): new_id[i] for i in [*tok.byte_ids, *tok.merge_ids]} | {ENDOFTEXT: new_id[tok.eot_token]}
+    encoder = {text(i): new_id[i] for i in [*tok.byte_ids,
+                                            *tok.merge_ids]} | {ENDOFTEXT: new_id[tok.eot_token]}
     (tmp_path / "encoder.json").write_text(json.dumps(encoder), encoding="utf-8")
     lines = ["#version: 0.2"] + [f"{text(a)} {text(b)}" for a, b in tok.merges]
     (tmp_path / "vocab.bpe").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -323,24 +348,29 @@ def test_gpt2_files_loader(tmp_path, corpus: str, monkeypatch) -> None:
     encoder_path, bpe_path, new_id = write_gpt2_files(tmp_path, tok)
     gpt2 = BPETokenizer.from_gpt2_files(encoder_path, bpe_path)
     assert gpt2.vocab_size == 400 and gpt2.special_tokens == {ENDOFTEXT: 399}
-    assert gpt2.byte_ids[ord("!")] == 0 and gpt2.byte_ids[ord(" ")] != 32  # GPT-2's numbering, not byte order
+    # GPT-2's numbering, not byte order
+    assert gpt2.byte_ids[ord("!")] == 0 and gpt2.byte_ids[ord(" ")] != 32
     text = corpus[40_000:60_000] + "".join(ADVERSARIAL[:20])
     ids = gpt2.encode(text)
     assert ids == [new_id[i] for i in tok.encode(text)]
     assert gpt2.decode(ids) == text
 
-    # Hugging Face's GPT-2 tokenizer reads the same two files (under its own names) from a local folder.
+    # Hugging Face's GPT-2 tokenizer reads the same two files (under its own names) from a local
+    # folder.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from transformers import GPT2Tokenizer
     (tmp_path / "vocab.json").write_bytes(encoder_path.read_bytes())
     (tmp_path / "merges.txt").write_bytes(bpe_path.read_bytes())
     reference = GPT2Tokenizer.from_pretrained(str(tmp_path))
     assert len(reference) == gpt2.vocab_size
-    for sample in (corpus[40_000:48_000], "I'll say: 'tis 1,000 ducats!\n\n  Ay  me", "naïve café 👍🏽"):
+    for sample in (corpus[40_000:48_000], "I'll say: 'tis 1,000 ducats!\n\n  Ay  me", "naïve café "
+                                                                                      "👍🏽"):
         assert gpt2.encode(sample) == reference.encode(sample), sample[:40]
-    assert gpt2.encode("x<|endoftext|>", allowed_special="all") == reference.encode("x<|endoftext|>")
+    assert gpt2.encode("x<|endoftext|>",
+                       allowed_special="all") == reference.encode("x<|endoftext|>")
 
-    # tiktoken's own reader of GPT-2's files (it checks that merges and ids agree) gives the same ranks
+    # tiktoken's own reader of GPT-2's files (it checks that merges and ids agree) gives the same
+    # ranks
     from tiktoken.load import data_gym_to_mergeable_bpe_ranks
     ranks = data_gym_to_mergeable_bpe_ranks(str(bpe_path), str(encoder_path))
     assert ranks == {gpt2.vocab[i]: i for i in [*gpt2.byte_ids, *gpt2.merge_ids]}
@@ -370,7 +400,8 @@ def test_gpt2_files_bad_input(tmp_path, corpus: str) -> None:
         BPETokenizer.from_gpt2_files(encoder_path, bpe_path)
 
 
-# --- the token view ------------------------------------------------------------------------------------------
+# --- the token view
+# ------------------------------------------------------------------------------------------
 def test_tokens_html(bpe: BPETokenizer) -> None:
     text = "To be, or not to be <b>\n<|endoftext|>"
     first, second = tokens_html(bpe, text), tokens_html(bpe, text)
@@ -380,7 +411,8 @@ def test_tokens_html(bpe: BPETokenizer) -> None:
 
 
 def test_gpt2_pattern_splits_like_gpt2() -> None:
-    assert pretokenize("Hello world's  123 !!\n\n") == ["Hello", " world", "'s", " ", " 123", " !!", "\n\n"]
+    assert pretokenize("Hello world's  123 !!\n\n") == ["Hello", " world", "'s", " ", " 123", " !!",
+                                                        "\n\n"]
     assert GPT2_PATTERN.startswith("'s|'t|'re")
 
 
@@ -391,6 +423,7 @@ def test_repeated_vocabulary_and_unknown_unk_are_clear_errors():
         CharTokenizer(["a", "b", "a"])
     with pytest.raises(ValueError, match="repeats a word"):
         WordTokenizer(["the", "the"])
-    for make in (lambda: CharTokenizer(["a"], unk="<|unk|>"), lambda: WordTokenizer(["the"], special_tokens=(), unk="<|unk|>")):
+    for make in (lambda: CharTokenizer(["a"], unk="<|unk|>"),
+                 lambda: WordTokenizer(["the"], special_tokens=(), unk="<|unk|>")):
         with pytest.raises(ValueError, match="must be one of the special tokens"):
             make()

@@ -1,5 +1,7 @@
-"""Tests for llmlib.viz (chapter 3): the HTML view is deterministic, self-contained, carries every head's
-data, and its script works (run under Node.js against a small DOM stub); the widget explorer builds."""
+"""Tests for llmlib.viz (chapter 3): the HTML view is deterministic, self-contained, carries every
+head's
+data, and its script works (run under Node.js against a small DOM stub); the widget explorer
+builds."""
 
 from __future__ import annotations
 
@@ -22,11 +24,13 @@ TOKENS = ["to", " be", "</script>", "\n", "é", "<b>x</b>"]
 def _weights(L=2, H=3, T=len(TOKENS), seed=0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     scores = torch.randn(L, H, T, T, generator=g)
-    return torch.softmax(scores.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf")), dim=-1)
+    return torch.softmax(scores.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(),
+                                            float("-inf")), dim=-1)
 
 
 def _payload(html: str) -> dict:
-    data = re.search(r'<script type="application/json" id="([^"]+)-data">(.*?)</script>', html, re.S)
+    data = re.search(r'<script type="application/json" id="([^"]+)-data">(.*?)</script>', html,
+                     re.S)
     assert data is not None
     return json.loads(data.group(2))
 
@@ -58,14 +62,17 @@ def test_html_carries_every_head_of_every_layer():
 def test_html_is_self_contained_and_escapes_tokens():
     html = attention_html(_weights(), TOKENS)
     assert "http://" not in html and "https://" not in html and "require(" not in html and "define(" not in html
-    assert html.count("</script>") == 2  # the data block and the code: a token cannot close a script early
-    assert "<b>x</b>" not in html  # the token travels only inside JSON (as <\/b>) and is set via textContent
+    # the data block and the code: a token cannot close a script early
+    assert html.count("</script>") == 2
+    # the token travels only inside JSON (as <\/b>) and is set via textContent
+    assert "<b>x</b>" not in html
 
 
 def test_inputs_list_tensor_and_errors():
     w = _weights()
     as_list = [w[0], w[1]]
-    assert attention_html(as_list, TOKENS) == attention_html(w, TOKENS) == attention_html(w.numpy(), TOKENS)
+    assert attention_html(as_list, TOKENS) == attention_html(w,
+                                                             TOKENS) == attention_html(w.numpy(), TOKENS)
     assert attention_stack(w[0], TOKENS).shape == (1, 3, 6, 6)  # a single layer (H, T, T)
     with pytest.raises(ValueError, match="6 positions but 5 tokens"):
         attention_html(w, TOKENS[:5])
@@ -88,17 +95,21 @@ def test_script_is_valid_and_interactive_under_node(tmp_path):
     (tmp_path / "view.js").write_text(script, encoding="utf-8")
     subprocess.run(["node", "--check", str(tmp_path / "view.js")], check=True)
     (tmp_path / "view.html").write_text(html, encoding="utf-8")
-    run = subprocess.run(["node", str(HARNESS), str(tmp_path / "view.html")], capture_output=True, text=True,
+    run = subprocess.run(["node", str(HARNESS), str(tmp_path / "view.html")], capture_output=True,
+                         text=True,
                          check=True, timeout=60)
     out = json.loads(run.stdout)
     levels = decode_attention_html_data(_payload(html))
-    assert out["tokens"] == ["to", "·be", "</script>", "↵", "é", "<b>x</b>"]  # rendered once, not twice
+    # rendered once, not twice
+    assert out["tokens"] == ["to", "·be", "</script>", "↵", "é", "<b>x</b>"]
     assert out["options"] == [["0", "1"], ["0", "1", "2", "-1"]]
-    np.testing.assert_allclose(out["initial"]["bg"], levels[0, 0, 5], atol=1e-3)  # last token, layer 0, head 0
+    # last token, layer 0, head 0
+    np.testing.assert_allclose(out["initial"]["bg"], levels[0, 0, 5], atol=1e-3)
     assert out["initial"]["fills"] == 36  # the heatmap drew T × T cells
     np.testing.assert_allclose(out["hover1"]["bg"], levels[0, 0, 1], atol=1e-3)
     assert out["hover1"]["info"].startswith("query 1")
-    np.testing.assert_allclose(out["locked2"]["bg"], levels[0, 0, 2], atol=1e-3)  # hover ignored once locked
+    # hover ignored once locked
+    np.testing.assert_allclose(out["locked2"]["bg"], levels[0, 0, 2], atol=1e-3)
     assert out["locked2"]["info"].startswith("locked: query 2")
     np.testing.assert_allclose(out["lastLayerMean2"]["bg"], levels[1, :, 2].mean(0), atol=1e-3)
     np.testing.assert_allclose(out["canvasLast"]["bg"], levels[1, :, 5].mean(0), atol=1e-3)

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-REPO_URL = "https://github.com/llm-course/llms-from-scratch"  # must equal _config.yml's repository.url
+# must equal _config.yml's repository.url
+REPO_URL = "https://github.com/llm-course/llms-from-scratch"
 
 SETUP_CELL = f'''\
 # Setup, the same in every chapter. In Colab it fetches the course (for data/) and installs
@@ -21,9 +22,10 @@ import os, subprocess, sys
 REPO_URL = os.environ.get("LLMLIB_REPO_URL", "{REPO_URL}")
 if "google.colab" in sys.modules and not os.path.isdir("../llmlib"):
     if not os.path.isdir("llms-from-scratch"):
-        subprocess.run(["git", "clone", "--quiet", "--depth=1", REPO_URL, "llms-from-scratch"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-e", "llms-from-scratch"], check=True)
-    os.chdir("llms-from-scratch/chapters")
+        subprocess.run(["git", "clone", "--quiet", "--depth=1", REPO_URL, "llms-from-scratch"],
+        check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-e", "llms-from-scratch"],
+    check=True) os.chdir("llms-from-scratch/chapters")
 if os.path.isdir("../llmlib"):  # in a checkout, use its llmlib (installed or not)
     sys.path.insert(0, os.path.abspath(".."))
 from llmlib.device import environment_summary, get_device, run_mode, seed_everything
@@ -31,7 +33,8 @@ DEVICE, MODE = get_device(), run_mode()
 print(environment_summary())'''
 
 
-# Chapter 0 explains the setup cell; later chapters fold its code in the book (its output stays visible).
+# Chapter 0 explains the setup cell; later chapters fold its code in the book (its output stays
+# visible).
 HIDDEN_TAG = "hide-input"
 
 
