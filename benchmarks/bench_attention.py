@@ -1,94 +1,70 @@
-"""Benchmark: explicit attention (llmlib.attention.attention_math) versus PyTorch's fused SDPA.
+"""Benchmark for chapter 3: explicit attention (`attention_math`) against PyTorch's fused SDPA.
 
-    PYTHONPATH=$PWD python benchmarks/bench_attention.py [--T 128 256 512 1024 2048] [--heads 4] [--backward]
+    .venv/bin/python benchmarks/bench_attention.py [--quick] [--T 128 256 512 1024 2048] [--heads 4]
+                                                   [--backward] [--rounds 5] [--min-time 0.2]
 
-Causal self-attention, batch 1, head size 64, fp32 on CPU (fp16 on CUDA, which every GPU's fused kernels
-support). For each sequence length T it prints the median time of a forward pass (or forward + backward
-with --backward), the speed-up of SDPA over the explicit version measured in the same process, and the
-extra memory each needs:
-- CUDA: peak of torch's allocator above what was allocated before the call (exact);
-- Linux CPU: growth of the process's peak resident size (VmHWM, reset through /proc/self/clear_refs);
-  page-granular (malloc_trim first returns freed heap memory to the OS, so that reuse shows up);
-- elsewhere: not measured (nan). The computed size of one (B, H, T, T) matrix is printed for scale.
-Timings on a shared machine are noisy: compare the ratios, not the absolute numbers.
+Causal self-attention, batch 1, head size 64, fp32 on the CPU (fp16 on CUDA, which every GPU's
+fused kernels support). The two are first checked to agree, then timed in alternating rounds in
+this process. For each sequence length T it prints the fastest time of a forward pass (or forward +
+backward with --backward), the speed-up of SDPA over the explicit version from the fastest times and
+from the medians, and the extra memory each needs (common.PeakMemory: torch's allocator on CUDA,
+the growth of the process's peak RSS on the CPU). The size of one (B, H, T, T) matrix is printed
+for scale: the explicit version materialises such matrices, the fused kernel does not.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
-import os
-import platform
-import re
+import math
+from collections.abc import Callable
 
 import torch
-from torch.utils import benchmark
 
 from llmlib.attention import attention_math, attention_sdpa, causal_mask
 from llmlib.device import get_device
 
-
-def _rss_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        return int(re.search(field + r":\s+(\d+) kB", f.read()).group(1))
+from common import PeakMemory, machine, time_alternating
 
 
-def _trim() -> None:
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def peak_extra_memory_mib(fn, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        start = torch.cuda.memory_allocated(device)
+def extra_mib(fn: Callable[[], object], device: torch.device) -> tuple[float, str]:
+    """MiB one call of `fn` needs beyond what is in use before it, and how that was measured."""
+    with PeakMemory(device) as mem:
         fn()
-        torch.cuda.synchronize(device)
-        return (torch.cuda.max_memory_allocated(device) - start) / 2**20
-    if device.type == "cpu" and os.path.exists("/proc/self/clear_refs"):
-        try:
-            _trim()  # hand freed heap memory back to the OS, so that it shows up again when reused
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-        except OSError:
-            return float("nan")
-        start = _rss_kib("VmRSS")
-        fn()
-        return max(0, _rss_kib("VmHWM") - start) / 1024
-    return float("nan")
-
-
-def machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    return f"{os.cpu_count()}-core {platform.machine()} CPU ({torch.get_num_threads()} torch threads), torch {torch.__version__}"
+    return mem.extra / 2**20, mem.how
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--T", type=int, nargs="+", default=[128, 256, 512, 1024, 2048])
+    parser.add_argument("--quick", action="store_true", help="two short sequences, short timings")
+    parser.add_argument("--T", type=int, nargs="+", default=None,
+                        help="sequence lengths (default 128 256 512 1024 2048)")
     parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--min-time", type=float, default=0.5, help="seconds of timing per measurement")
-    parser.add_argument("--backward", action="store_true", help="time forward + backward instead of forward")
+    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 5)")
+    parser.add_argument("--min-time", type=float, default=None,
+                        help="seconds per timed sample (default 0.2)")
+    parser.add_argument("--backward", action="store_true",
+                        help="time forward + backward instead of forward")
     args = parser.parse_args(argv)
+    lengths = args.T or ([64, 128] if args.quick else [128, 256, 512, 1024, 2048])
+    rounds = args.rounds or (3 if args.quick else 5)
+    min_time = args.min_time if args.min_time is not None else (0.01 if args.quick else 0.2)
     device = get_device()
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     torch.manual_seed(0)
     print(f"machine: {machine(device)}")
     print(f"causal self-attention, batch 1, {args.heads} heads of size 64, {dtype}, "
-          f"{'forward + backward' if args.backward else 'forward only'}")
-    print(f"{'T':>6s} {'explicit ms':>11s} {'SDPA ms':>8s} {'SDPA speed-up':>13s} | "
+          f"{'forward + backward' if args.backward else 'forward only'}; "
+          f"fastest of {rounds} alternating rounds (medians in brackets)")
+    print(f"{'T':>6s} {'explicit ms':>18s} {'SDPA ms':>18s} {'SDPA speed-up':>15s} | "
           f"{'(B,H,T,T) MiB':>13s} {'explicit MiB':>12s} {'SDPA MiB':>8s} {'memory ratio':>12s}")
-    for T in args.T:
-        q, k, v = (torch.randn(1, args.heads, T, 64, device=device, dtype=dtype, requires_grad=args.backward)
-                   for _ in range(3))
+    how = ""
+    for T in lengths:
+        q, k, v = (torch.randn(1, args.heads, T, 64, device=device, dtype=dtype,
+                               requires_grad=args.backward) for _ in range(3))
         mask = causal_mask(T, device)
         grad = torch.randn_like(q)
 
-        def run(y_fn):
+        def run(y_fn: Callable[[], torch.Tensor]) -> torch.Tensor:
             if not args.backward:
                 with torch.no_grad():
                     return y_fn()
@@ -100,16 +76,19 @@ def main(argv: list[str] | None = None) -> None:
                "sdpa": lambda: run(lambda: attention_sdpa(q, k, v, is_causal=True))}
         diff = (fns["explicit"]() - fns["sdpa"]()).abs().max().item()
         assert diff < (3e-2 if dtype == torch.float16 else 1e-4), f"T={T}: results differ by {diff}"
-        ms, mib = {}, {}
-        for name, fn in fns.items():
-            fn()
-            mib[name] = peak_extra_memory_mib(fn, device)
-            ms[name] = benchmark.Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(
-                min_run_time=args.min_time).median * 1000
+        mib = {}
+        for name, fn in fns.items():  # the first calls above were the warm-up
+            mib[name], how = extra_mib(fn, device)
+        t = time_alternating(fns, device, rounds, min_time=min_time, warmup=False)
+        ex, sd = t["explicit"], t["sdpa"]
         matrix = args.heads * T * T * q.element_size() / 2**20
-        ratio = f"{mib['explicit'] / mib['sdpa']:11.1f}×" if mib["sdpa"] > 0 else f"{'-':>12s}"
-        print(f"{T:6d} {ms['explicit']:11.2f} {ms['sdpa']:8.2f} {ms['explicit'] / ms['sdpa']:12.1f}× | "
+        ratio = (f"{mib['explicit'] / mib['sdpa']:11.1f}x" if mib["sdpa"] > 0 and not math.isnan(
+            mib["sdpa"]) else f"{'-':>12s}")
+        print(f"{T:6d} {ex.fastest * 1e3:9.2f} ({ex.median * 1e3:6.2f}) "
+              f"{sd.fastest * 1e3:9.2f} ({sd.median * 1e3:6.2f}) "
+              f"{ex.fastest / sd.fastest:6.1f}x ({ex.median / sd.median:5.1f}x) | "
               f"{matrix:13.1f} {mib['explicit']:12.1f} {mib['sdpa']:8.1f} {ratio}")
+    print(f"memory: {how}, above what was in use before one call")
 
 
 if __name__ == "__main__":

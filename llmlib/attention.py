@@ -44,7 +44,8 @@ def build_attention_mask(T: int, padding_mask: Tensor | None = None, causal: boo
 
 
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
-    if q.dim() < 2 or q.shape[:-2] != k.shape[:-2] or k.shape[:-1] != v.shape[:-1] or q.size(-1) != k.size(-1):
+    batch_mismatch = q.shape[:-2] != k.shape[:-2] or k.shape[:-1] != v.shape[:-1]
+    if q.dim() < 2 or batch_mismatch or q.size(-1) != k.size(-1):
         raise ValueError(f"q, k, v must be (..., T, D) with matching batch dims, T_k of k and v "
                          f"equal, and D of q and k equal; got {tuple(q.shape)}, {tuple(k.shape)}, "
                          f"{tuple(v.shape)}")
@@ -133,8 +134,7 @@ class MultiHeadAttention(nn.Module):
             # None, (T, T) or (B, 1, T, T)
             mask = build_attention_mask(T, padding_mask, causal, x.device)
             y, weights = attention_math(q, k, v, mask, dropout_p=p)
-        # no mask tensor at all: the fused kernels skip the masked blocks
-        elif padding_mask is None:
+        elif padding_mask is None:  # no mask tensor: the fused kernels skip the masked blocks
             y = attention_sdpa(q, k, v, None, dropout_p=p, is_causal=causal)
         else:
             y = attention_sdpa(q, k, v, build_attention_mask(T, padding_mask, causal, x.device),

@@ -198,8 +198,9 @@ class BPETokenizer(Tokenizer):
             raise ValueError(f"byte_ids must give an id for each of the 256 byte values, got "
                              f"{len(self.byte_ids)}")
         self.merges = [(int(a), int(b)) for a, b in merges]
-        self.merge_ids = list(range(256,
-                                    256 + len(self.merges))) if merge_ids is None else [int(i) for i in merge_ids]
+        if merge_ids is None:
+            merge_ids = range(256, 256 + len(self.merges))
+        self.merge_ids = [int(i) for i in merge_ids]
         if len(self.merge_ids) != len(self.merges):
             raise ValueError(f"{len(self.merges)} merges but {len(self.merge_ids)} merge_ids")
         n = 256 + len(self.merges)
@@ -217,7 +218,8 @@ class BPETokenizer(Tokenizer):
         for b, i in enumerate(self.byte_ids):
             vocab[i] = bytes([b])
         for rank, ((a, b), i) in enumerate(zip(self.merges, self.merge_ids)):
-            if not (0 <= a < len(ids) and 0 <= b < len(ids)) or vocab[a] is None or vocab[b] is None:
+            known = 0 <= a < len(ids) and 0 <= b < len(ids)
+            if not known or vocab[a] is None or vocab[b] is None:
                 raise ValueError(f"merge {rank} ({a}, {b}) uses an id that no byte or earlier "
                                  f"merge defines")
             vocab[i] = vocab[a] + vocab[b]

@@ -49,7 +49,8 @@ def find_data_dir() -> Path:
         candidates = [Path(os.environ["LLMLIB_DATA"])]
     else:
         here = Path.cwd().resolve()
-        candidates = [Path(__file__).resolve().parents[1] / "data"] + [p / "data" for p in (here, *here.parents)]
+        checkout = Path(__file__).resolve().parents[1] / "data"
+        candidates = [checkout] + [p / "data" for p in (here, *here.parents)]
     for folder in candidates:
         if (folder / _METADATA).is_file():
             return folder

@@ -201,7 +201,8 @@ def to_device(batch: Sequence[torch.Tensor],
     (non_blocking)."""
     device = torch.device(device)
     if device.type == "cuda":
-        return tuple((t if t.is_pinned() else t.pin_memory()).to(device, non_blocking=True) for t in batch)
+        pinned = (t if t.is_pinned() else t.pin_memory() for t in batch)
+        return tuple(t.to(device, non_blocking=True) for t in pinned)
     return tuple(t.to(device) for t in batch)
 
 
@@ -393,7 +394,8 @@ class GPTEmbedding(nn.Module):
         dropout_rate("dropout", dropout)
         if position not in ("learned", "sinusoidal"):
             raise ValueError(f"position must be 'learned' or 'sinusoidal', got {position!r}")
-        self.vocab_size, self.context_length, self.n_embd, self.position = vocab_size, context_length, n_embd, position
+        self.vocab_size, self.context_length = vocab_size, context_length
+        self.n_embd, self.position = n_embd, position
         self.wte = nn.Embedding(vocab_size, n_embd)
         nn.init.normal_(self.wte.weight, mean=0.0, std=0.02)
         if position == "learned":

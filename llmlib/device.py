@@ -49,7 +49,8 @@ def run_mode() -> RunMode:
     """`"smoke"` when LLMLIB_SMOKE=1, else `"gpu"` on a CUDA device, else `"cpu"`."""
     smoke = os.environ.get("LLMLIB_SMOKE", "").strip()
     if smoke not in ("", "0", "1"):
-        raise ValueError(f"LLMLIB_SMOKE={smoke!r}: set it to 1 for the tiny test sizes, or unset it")
+        raise ValueError(f"LLMLIB_SMOKE={smoke!r}: set it to 1 for the tiny test sizes, "
+                         "or unset it")
     if smoke == "1":
         return "smoke"
     return "gpu" if get_device().type == "cuda" else "cpu"
@@ -84,7 +85,8 @@ def environment_summary() -> str:
         where = f"mps ({platform.machine()})"
     else:
         where = f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
-    return f"llmlib {__version__} | torch {torch.__version__} | device {where} | run mode {run_mode()}"
+    return (f"llmlib {__version__} | torch {torch.__version__} | device {where} "
+            f"| run mode {run_mode()}")
 
 
 def synchronize(device: torch.device | str | None = None) -> None:

@@ -88,7 +88,8 @@ class GPTConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown GPTConfig field(s) {unknown}; the fields are {sorted(known)}")
+            raise ValueError(f"unknown GPTConfig field(s) {unknown}; "
+                             f"the fields are {sorted(known)}")
         return cls(**values)
 
 
@@ -202,12 +203,11 @@ class GPT(nn.Module):
         most likely tokens when top_k is given. Runs in eval mode (no dropout) and feeds the model
         at most its last `context_length` tokens. Chapter 7 makes this fast (a KV cache)."""
         idx = self._prompt_batch(prompt)
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens,
-                                                              int) or max_new_tokens < 0:
+        if type(max_new_tokens) is not int or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
-                or temperature < 0:
-            raise ValueError(f"temperature must be a number >= 0 (0 is greedy), got {temperature!r}")
+        if type(temperature) not in (int, float) or temperature < 0:
+            raise ValueError(f"temperature must be a number >= 0 (0 is greedy), "
+                             f"got {temperature!r}")
         if top_k is not None:
             positive_int("top_k", top_k)
         was_training = self.training
@@ -221,8 +221,8 @@ class GPT(nn.Module):
                 else:
                     logits = logits / temperature
                     if top_k is not None:
-                        kth = torch.topk(logits, min(top_k, logits.size(-1)),
-                                         dim=-1).values[:, [-1]]
+                        k = min(top_k, logits.size(-1))
+                        kth = torch.topk(logits, k, dim=-1).values[:, [-1]]  # (B, 1)
                         logits = logits.masked_fill(logits < kth, float("-inf"))
                     next_id = torch.multinomial(logits.softmax(dim=-1), num_samples=1,
                                                 generator=generator)
@@ -285,9 +285,11 @@ class GPT(nn.Module):
                              f"file ({type(err).__name__}: {err}); it may be truncated: save it "
                              f"again") from None
         with torch.device("meta"):  # shapes only: no memory, no initialization
-            expected = {k: v.shape for k,
-                        v in cls(config).state_dict().items() if k != "lm_head.weight"}
-        problems = [f"missing {sorted(set(expected) - set(weights))}"] if set(expected) - set(weights) else []
+            shapes = {k: v.shape for k, v in cls(config).state_dict().items()}
+        expected = {k: shape for k, shape in shapes.items() if k != "lm_head.weight"}
+        problems = []
+        if set(expected) - set(weights):
+            problems.append(f"missing {sorted(set(expected) - set(weights))}")
         if set(weights) - set(expected):
             problems.append(f"unexpected {sorted(set(weights) - set(expected))}")
         problems += [f"{k}: {tuple(weights[k].shape)} but config.json implies {tuple(shape)}"
@@ -316,6 +318,11 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
     return path
 
 
+# A parameter belongs to the first component whose pattern its name contains.
+COMPONENT_PATTERNS = (("wte", "wte."), ("wpe", "wpe."), ("attention", ".attn."),
+                      ("feed-forward", ".mlp."), ("layer norms", "ln_"), ("lm_head", "lm_head."))
+
+
 def parameter_breakdown(source: GPTConfig | nn.Module) -> dict[str, int]:
     """Parameters per component of a GPT: counted by formula from a config, or from a model's real
     tensors.
@@ -332,11 +339,7 @@ def parameter_breakdown(source: GPTConfig | nn.Module) -> dict[str, int]:
                               0)
         # a tied lm_head is listed once, as transformer.wte
         for name, p in source.named_parameters():
-            key = next((k for k,
-                        pattern in (("wte", "wte."), ("wpe", "wpe."), ("attention", ".attn."),
-                                             ("feed-forward", ".mlp."), ("layer norms", "ln_"),
-                                    ("lm_head", "lm_head."))
-                        if pattern in name), None)
+            key = next((k for k, pattern in COMPONENT_PATTERNS if pattern in name), None)
             if key is None:
                 raise ValueError(f"parameter {name} belongs to no GPT component")
             parts[key] += p.numel()
@@ -373,7 +376,7 @@ def measured_training_memory(model: nn.Module,
              "adamw state": 0}
     if optimizer is not None:
         for state in optimizer.state.values():
-            parts["adamw state"] += sum(nbytes(v) for k,
-                                        v in state.items() if torch.is_tensor(v) and k != "step")
+            moments = [v for k, v in state.items() if torch.is_tensor(v) and k != "step"]
+            parts["adamw state"] += sum(nbytes(v) for v in moments)
     parts["total"] = sum(parts.values())
     return parts

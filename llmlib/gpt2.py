@@ -54,8 +54,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 
             return load_file(str(path), device="cpu")
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    # safetensors and pickle each raise their own error types for damaged files
-    except Exception as err:
+    except Exception as err:  # safetensors and pickle raise their own types for damaged files
         raise ValueError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err}); "
                          "it may be truncated or corrupt: download or save it again") from None
     if not isinstance(state_dict, Mapping):
@@ -143,7 +142,8 @@ def load_gpt2(source: str | Path | Mapping[str, torch.Tensor],
             path = path / "model.safetensors"
         state_dict = load_state_dict_file(path)
         if config is None and (path.parent / "config.json").is_file():
-            config = config_from_hf(json.loads((path.parent / "config.json").read_text(encoding="utf-8")))
+            hf_config = json.loads((path.parent / "config.json").read_text(encoding="utf-8"))
+            config = config_from_hf(hf_config)
     elif isinstance(source, Mapping):
         state_dict = source
     else:

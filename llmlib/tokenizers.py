@@ -31,7 +31,8 @@ FORMAT_VERSION = 1
 def special_token_regex(tokens: frozenset[str]) -> regex.Pattern:
     """A regex that finds any of `tokens` (longest first, so that overlapping names resolve like
     tiktoken)."""
-    return regex.compile("|".join(regex.escape(t) for t in sorted(tokens, key=lambda t: (-len(t), t))))
+    longest_first = sorted(tokens, key=lambda t: (-len(t), t))
+    return regex.compile("|".join(regex.escape(t) for t in longest_first))
 
 
 class Tokenizer:
@@ -111,7 +112,8 @@ class Tokenizer:
         try:
             ids = [operator.index(i) for i in ids]
         except TypeError:
-            raise ValueError("token ids must be integers (a list of int, or a 1-D integer tensor)") from None
+            raise ValueError("token ids must be integers (a list of int, or a 1-D integer "
+                             "tensor)") from None
         n = self.vocab_size
         for i in ids:
             if not 0 <= i < n:
@@ -140,8 +142,8 @@ class Tokenizer:
         for key, value in data.items():
             # one merge/word per line
             if isinstance(value, list) and len(value) > 16 and not isinstance(value[0], int):
-                body = "[\n" + ",\n".join("  " + json.dumps(v,
-                                                            ensure_ascii=False) for v in value) + "\n ]"
+                items = ("  " + json.dumps(v, ensure_ascii=False) for v in value)
+                body = "[\n" + ",\n".join(items) + "\n ]"
             else:
                 body = json.dumps(value, ensure_ascii=False)
             lines.append(f" {json.dumps(key)}: {body}")
@@ -153,7 +155,8 @@ class Tokenizer:
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path} is not a tokenizer file: it is not valid JSON ({err})") from None
+            raise ValueError(f"{path} is not a tokenizer file: it is not valid JSON "
+                             f"({err})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
             raise ValueError(f"{path} is not an {FORMAT_NAME} file (no 'format': '{FORMAT_NAME}' "
                              f"field)")
@@ -172,7 +175,8 @@ class Tokenizer:
             raise ValueError(f"{path} is corrupt: {type(err).__name__}: {err}") from None
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(vocab_size={self.vocab_size}, special_tokens={self.special_tokens})"
+        return (f"{type(self).__name__}(vocab_size={self.vocab_size}, "
+                f"special_tokens={self.special_tokens})")
 
 
 def special_token_ids(special_tokens: Iterable[str], first_id: int) -> dict[str, int]:

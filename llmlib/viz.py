@@ -16,8 +16,13 @@ import json
 from typing import Sequence
 
 import numpy as np
-import torch
 from torch import Tensor
+
+
+def _as_float32(weights: Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(weights, Tensor):
+        return weights.detach().float().cpu().numpy()
+    return np.asarray(weights, np.float32)
 
 
 def attention_stack(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray],
@@ -30,14 +35,13 @@ def attention_stack(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray]
     if isinstance(weights, (list, tuple)):
         if not weights:
             raise ValueError("weights is an empty list: pass one (H, T, T) tensor per layer")
-        layers = [w.detach().float().cpu().numpy() if isinstance(w, Tensor) else np.asarray(w, np.float32)
-                  for w in weights]
+        layers = [_as_float32(w) for w in weights]
         if any(a.shape != layers[0].shape for a in layers):
             raise ValueError(f"all layers must have the same (H, T, T) shape, got "
                              f"{[a.shape for a in layers]}")
         arr = np.stack(layers)
     else:
-        arr = weights.detach().float().cpu().numpy() if isinstance(weights, Tensor) else np.asarray(weights, np.float32)
+        arr = _as_float32(weights)
     if arr.ndim == 3:
         arr = arr[None]
     if arr.ndim != 4 or arr.shape[-1] != arr.shape[-2]:
@@ -76,15 +80,17 @@ def decode_attention_html_data(payload: dict) -> np.ndarray:
 
 _CSS = """
 #{id} {{font-family: system-ui, -apple-system, "Segoe UI", sans-serif; font-size: 13px; color: #111;
-  background: #fff; border: 1px solid #d4d4d8; border-radius: 6px; padding: 8px 10px; margin: 6px
-  0; max-width: 100%;}}
+  background: #fff; border: 1px solid #d4d4d8; border-radius: 6px; padding: 8px 10px;
+  margin: 6px 0; max-width: 100%;}}
 #{id} .llmlib-attn-title {{font-weight: 600; margin-bottom: 4px;}}
 #{id} .llmlib-attn-bar {{display: flex; flex-wrap: wrap; gap: 12px; align-items: center;
-margin-bottom: 6px;}} #{id} .llmlib-attn-bar select {{font-size: 13px; color: #111; background:
-#fff;}} #{id} .llmlib-attn-info {{color: #444; font-size: 12px;}}
-#{id} .llmlib-attn-tokens {{display: flex; flex-wrap: wrap; gap: 3px; margin: 6px 0; line-height:
-1.9;}} #{id} .llmlib-attn-tok {{font-family: ui-monospace, Menlo, Consolas, monospace; padding: 0
-4px; border-radius: 3px;
+  margin-bottom: 6px;}}
+#{id} .llmlib-attn-bar select {{font-size: 13px; color: #111; background: #fff;}}
+#{id} .llmlib-attn-info {{color: #444; font-size: 12px;}}
+#{id} .llmlib-attn-tokens {{display: flex; flex-wrap: wrap; gap: 3px; margin: 6px 0;
+  line-height: 1.9;}}
+#{id} .llmlib-attn-tok {{font-family: ui-monospace, Menlo, Consolas, monospace; padding: 0 4px;
+  border-radius: 3px;
   border: 1px solid #e4e4e7; cursor: pointer; white-space: pre;}}
 #{id} .llmlib-attn-map {{border: 1px solid #d4d4d8; cursor: crosshair; image-rendering: pixelated;}}
 #{id} .llmlib-attn-note {{color: #666; font-size: 11px;}}
@@ -162,8 +168,8 @@ _JS = r"""(function () {
   root.appendChild(canvas);
   root.appendChild(el("div", "llmlib-attn-note",
     "Hover a token (or a heatmap row) to see where it attends; click to lock. " +
-    "Heatmap: row = query (the token that looks), column = key (the token looked at), darker = more
-    weight."));
+    "Heatmap: row = query (the token that looks), column = key (the token looked at), " +
+    "darker = more weight."));
   var ctx = canvas.getContext ? canvas.getContext("2d") : null;
   function draw() {
     var q = state.query, best = 0, bestW = -1;
@@ -174,16 +180,16 @@ _JS = r"""(function () {
       spans[k].style.color = a > 0.55 ? "#fff" : "#111";
       spans[k].style.outline = k === q ? "2px solid #f97316" : "none";
     }
-    info.textContent = (state.locked ? "locked: " : "") + "query " + q + " \u201c" + data.tokens[q]
-    +
-      "\u201d attends most to " + best + " \u201c" + data.tokens[best] + "\u201d (" +
-      bestW.toFixed(2) + ")";
+    info.textContent = (state.locked ? "locked: " : "") + "query " + q + " \u201c" +
+      data.tokens[q] + "\u201d attends most to " + best + " \u201c" + data.tokens[best] +
+      "\u201d (" + bestW.toFixed(2) + ")";
     if (!ctx) return;
     for (var qq = 0; qq < T; qq++) {
       for (var kk = 0; kk < T; kk++) {
         var v = weight(state.layer, state.head, qq, kk);
-        ctx.fillStyle = "rgb(" + Math.round(255 - 218 * v) + "," + Math.round(255 - 156 * v) + ","
-        + Math.round(255 - 20 * v) + ")"; ctx.fillRect(kk * cell, qq * cell, cell, cell);
+        ctx.fillStyle = "rgb(" + Math.round(255 - 218 * v) + "," + Math.round(255 - 156 * v) +
+          "," + Math.round(255 - 20 * v) + ")";
+        ctx.fillRect(kk * cell, qq * cell, cell, cell);
       }
     }
     ctx.strokeStyle = "#f97316";

@@ -1,5 +1,5 @@
-"""Shared test helpers. The README's test command runs these unit tests and every chapter
-(nbval)."""
+"""Shared test helpers. The README's test command runs these unit tests and every
+chapter (nbval)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Tests for llmlib.attention (chapter 3): masks, no future leakage, no NaN, and reference
-equivalences."""
+"""Tests for llmlib.attention (chapter 3): masks, no future leakage, no NaN, and
+reference equivalences."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from llmlib.attention import (MultiHeadAttention, attention_math, attention_sdpa,
-                              build_attention_mask,
-                              causal_mask)
+                              build_attention_mask, causal_mask)
 
 TOL = 1e-5
 
@@ -76,7 +75,8 @@ def test_fully_masked_rows_give_zero_not_nan_forward_and_backward():
         y = out[0] if need_weights else out
         assert not torch.isnan(y).any()
         y.sum().backward()
-        assert not torch.isnan(x.grad).any() and not any(torch.isnan(p.grad).any() for p in m.parameters())
+        assert (not torch.isnan(x.grad).any()
+                and not any(torch.isnan(p.grad).any() for p in m.parameters()))
         x.grad = None
         m.zero_grad()
     _, w = m(x, pad, need_weights=True)

@@ -15,9 +15,8 @@ from conftest import CHAPTERS, ROOT
 def html(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("book")
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    result = subprocess.run([str(jupyter_book), "build", str(ROOT), "--path-output", str(out), "-W",
-                             "--keep-going"],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run([str(jupyter_book), "build", str(ROOT), "--path-output", str(out),
+                             "-W", "--keep-going"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return out / "_build" / "html"
 
@@ -37,6 +36,7 @@ def test_chapter_page_has_outputs_and_colab_button(html, path):
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     repo = config["repository"]["url"].removeprefix("https://github.com/")
     branch = config["repository"]["branch"]
-    assert f"https://colab.research.google.com/github/{repo}/blob/{branch}/chapters/{path.name}" in page
-    assert re.search(r"run mode (cpu|gpu)",
-                     page), "the page must show the setup cell's record of the run"
+    assert (f"https://colab.research.google.com/github/{repo}/blob/{branch}/"
+            f"chapters/{path.name}") in page
+    assert re.search(r"run mode (cpu|gpu)", page), \
+        "the page must show the setup cell's record of the run"

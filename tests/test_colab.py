@@ -19,8 +19,8 @@ def test_setup_cell_colab_branch_clones_installs_and_imports(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    venv_site = subprocess.run([python, "-c", "import sysconfig; "
-                                              "print(sysconfig.get_paths()['purelib'])"],
+    venv_site = subprocess.run([python, "-c",
+                                "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                check=True, capture_output=True, text=True).stdout.strip()
     with open(os.path.join(venv_site, "outer_env.pth"), "w") as pth:
         pth.write(sysconfig.get_paths()["purelib"] + "\n")
@@ -38,9 +38,8 @@ def test_setup_cell_colab_branch_clones_installs_and_imports(tmp_path):
     """)
     (tmp_path / "cell.py").write_text(setup_cell.SETUP_CELL)
     (tmp_path / "run.py").write_text(script)
-    env = {k: v for k,
-           v in os.environ.items() if not k.startswith(("LLMLIB_DATA", "PYTHONPATH",
-                                                        "VIRTUAL_ENV"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("LLMLIB_DATA", "PYTHONPATH", "VIRTUAL_ENV"))}
     env.update(LLMLIB_REPO_URL=ROOT.as_uri(), PIP_NO_INDEX="1", PIP_NO_BUILD_ISOLATION="0",
                LLMLIB_SMOKE="1")
     result = subprocess.run([python, tmp_path / "run.py", tmp_path / "cell.py"], cwd=colab, env=env,
@@ -53,9 +52,9 @@ def test_setup_cell_colab_branch_clones_installs_and_imports(tmp_path):
 
     # The install is real: a fresh interpreter of that environment imports llmlib from the clone.
     check = subprocess.run([python, "-c", "import llmlib; print(llmlib.__file__)"], cwd=tmp_path,
-                           env=env,
-                           capture_output=True, text=True, timeout=60)
+                           env=env, capture_output=True, text=True, timeout=60)
     assert check.stdout.strip() == str(clone / "llmlib" / "__init__.py"), check.stderr
     # Colab's own packages were left alone: nothing but llmlib was installed into the environment.
-    installed = sorted(p.name.split("-")[0] for p in __import__("pathlib").Path(venv_site).glob("*.dist-info"))
+    installed = sorted(p.name.split("-")[0]
+                       for p in __import__("pathlib").Path(venv_site).glob("*.dist-info"))
     assert installed == ["llmlib"], installed

@@ -27,11 +27,13 @@ def data_copy(tmp_path):
 def test_committed_corpus_is_complete_and_checked():
     works = corpus.list_works()
     assert len(works) == 42
-    assert {g: sum(w.genre == g for w in works) for g in corpus.GENRES} == {"comedy": 15, "history": 10, "tragedy": 12, "poem": 5}
+    assert {g: sum(w.genre == g for w in works) for g in corpus.GENRES} == {
+        "comedy": 15, "history": 10, "tragedy": 12, "poem": 5}
     for w in works:
         text = w.read()  # verifies the checksum
         assert len(text) == w.n_chars and text.endswith("\n") and "\r" not in text
-    assert [w.slug for w in corpus.list_works("history")][:2] == ["henry_iv_part_1", "henry_iv_part_2"]
+    assert [w.slug for w in corpus.list_works("history")][:2] == ["henry_iv_part_1",
+                                                                  "henry_iv_part_2"]
 
 
 def test_load_shakespeare_joins_works_in_slug_order():
@@ -59,10 +61,8 @@ def test_edited_file_is_detected(data_copy):
         hamlet.read()
 
 
-@pytest.mark.parametrize("metadata",
-                         ["{not json", '{"format_version": 99, "works": []}', '{"format_version": '
-                                                                              '1, "works": '
-                                                                              '[{"slug": "x"}]}'])
+@pytest.mark.parametrize("metadata", ["{not json", '{"format_version": 99, "works": []}',
+                                      '{"format_version": 1, "works": [{"slug": "x"}]}'])
 def test_malformed_metadata_is_a_clear_error(data_copy, metadata):
     (data_copy / "shakespeare" / "metadata.json").write_text(metadata, encoding="utf-8")
     with pytest.raises(ValueError, match="malformed"):

@@ -1,6 +1,6 @@
-"""Tests for llmlib.gpt (chapter 5): configs, counts, the model's properties, and exact equality
-with
-Hugging Face's GPT2LMHeadModel (built from small random configs; nothing is downloaded)."""
+"""Tests for llmlib.gpt and llmlib.gpt2 (chapter 5): configs, counts, the model's properties, the
+checked API, save and load, and exact equality with Hugging Face's GPT2LMHeadModel (built from
+small random configs; nothing is downloaded)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,16 @@ from llmlib.gpt import (
     GPT,
     GPTConfig,
     count_parameters,
-    gpt2_config_from_state_dict,
-    gpt2_to_llmlib,
-    load_state_dict_file,
     measured_training_memory,
     parameter_breakdown,
     training_memory,
+)
+from llmlib.gpt2 import (
+    config_from_hf,
+    gpt2_config_from_state_dict,
+    gpt2_to_llmlib,
+    load_gpt2,
+    load_state_dict_file,
 )
 
 transformers = pytest.importorskip("transformers")
@@ -52,13 +56,13 @@ def hf_tiny(attn_implementation: str = "sdpa", **overrides) -> GPT2LMHeadModel:
 
 def test_presets_shapes():
     assert set(PRESETS) >= {"smoke", "small", "gpt2"}
-    small = GPTConfig.preset("small")
+    small = GPTConfig.preset("small", vocab_size=65)
     assert (small.n_layer, small.n_head, small.n_embd, small.context_length) == (6, 6, 384, 256)
+    assert small.vocab_size == 65
     gpt2 = GPTConfig.preset("gpt2")
-    assert (gpt2.n_layer, gpt2.n_head, gpt2.n_embd, gpt2.n_positions,
+    assert (gpt2.n_layer, gpt2.n_head, gpt2.n_embd, gpt2.context_length,
             gpt2.vocab_size) == (12, 12, 768, 1024, 50257)
     assert gpt2 == GPTConfig()  # the defaults are GPT-2's
-    assert GPTConfig.preset("small", vocab_size=65).vocab_size == 65
     with pytest.raises(ValueError, match="unknown preset"):
         GPTConfig.preset("gpt5")
 
@@ -68,7 +72,7 @@ def test_parameter_counts():
     assert count_parameters(GPTConfig.preset("gpt2-medium")) == 354_823_168
     assert count_parameters(GPTConfig.preset("gpt2-large")) == 774_030_080
     assert count_parameters(GPTConfig.preset("gpt2-xl")) == 1_557_611_200
-    assert 10e6 <= count_parameters(GPTConfig.preset("small")) <= 11e6
+    assert 10e6 <= count_parameters(GPTConfig.preset("small", vocab_size=128)) <= 11e6
     with torch.device("meta"):  # the real module, without allocating 124 M floats
         model = GPT(GPTConfig.preset("gpt2"))
     assert sum(p.numel() for p in model.parameters()) == 124_439_808
@@ -85,26 +89,35 @@ def test_breakdown_formula_matches_tensors(bias):
 
 def test_hf_parameter_count_equals_ours():
     hf = hf_tiny()
-    ours = GPT.from_gpt2(hf.state_dict(), GPTConfig.from_hf(hf.config))
+    ours = load_gpt2(hf.state_dict(), config_from_hf(hf.config))
     assert count_parameters(ours) == sum(p.numel() for p in hf.parameters())
 
 
-def test_config_json_round_trip(tmp_path):
+def test_config_json_round_trip():
     cfg = GPTConfig(vocab_size=77, context_length=33, n_layer=3, n_head=5, n_embd=40, dropout=0.25,
-                    bias=False,
-                    layer_norm_epsilon=1e-6)
-    assert GPTConfig.from_json(cfg.to_json()) == cfg
-    cfg.save(tmp_path / "config.json")
-    assert GPTConfig.load(tmp_path / "config.json") == cfg
-    assert json.loads((tmp_path / "config.json").read_text())["n_head"] == 5
+                    bias=False, layer_norm_epsilon=1e-6)
+    text = json.dumps(cfg.to_dict())
+    assert GPTConfig.from_dict(json.loads(text)) == cfg
+    assert json.loads(text)["n_head"] == 5
     with pytest.raises(ValueError, match="unknown GPTConfig field"):
-        GPTConfig.from_json('{"n_layers": 3}')
-    with pytest.raises(FileNotFoundError):
-        GPTConfig.load(tmp_path / "missing.json")
+        GPTConfig.from_dict({"n_layers": 3})
+
+
+def test_preset_takes_the_tokenizers_vocabulary():
+    from llmlib.tokenizers import CharTokenizer
+
+    tok = CharTokenizer.from_text("to be or not to be", special_tokens=["<|endoftext|>"])
+    cfg = GPTConfig.preset("small", tokenizer=tok)
+    assert cfg.vocab_size == tok.vocab_size == 8
+    assert GPTConfig.preset("gpt2", tokenizer=tok).vocab_size == 8
+    with pytest.raises(ValueError, match="no vocabulary of its own.*tokenizer=tok"):
+        GPTConfig.preset("small")
+    with pytest.raises(ValueError, match="disagrees with the tokenizer's 8"):
+        GPTConfig.preset("smoke", tokenizer=tok, vocab_size=128)
 
 
 @pytest.mark.parametrize("bad, match", [
-    (dict(n_embd=100, n_head=12), "not divisible by n_head"),
+    (dict(n_embd=100, n_head=12), "not divisible by n_head=12.*choose e.g. n_head=10"),
     (dict(n_layer=0), "n_layer must be a positive int"),
     (dict(vocab_size=10.5), "vocab_size must be a positive int"),
     (dict(dropout=1.0), "dropout must be in"),
@@ -117,11 +130,11 @@ def test_bad_configs(bad, match):
 def test_from_hf_config():
     hf_cfg = GPT2Config(vocab_size=50, n_positions=16, n_embd=32, n_layer=2, n_head=4,
                         resid_pdrop=0.1)
-    cfg = GPTConfig.from_hf(hf_cfg)
+    cfg = config_from_hf(hf_cfg)
     assert (cfg.vocab_size, cfg.context_length, cfg.n_layer, cfg.n_head, cfg.n_embd,
             cfg.dropout) == (50, 16, 2, 4, 32, 0.1)
     with pytest.raises(ValueError, match="GELU"):
-        GPTConfig.from_hf(dict(hf_cfg.to_dict(), activation_function="relu"))
+        config_from_hf(dict(hf_cfg.to_dict(), activation_function="relu"))
 
 
 # ---------------------------------------------------------------- the model
@@ -201,7 +214,7 @@ def test_bad_inputs():
         model(torch.zeros(1, TINY.context_length + 1, dtype=torch.long))
     with pytest.raises(ValueError, match="integer token ids"):
         model(torch.zeros(1, 4))
-    with pytest.raises(ValueError, match="integer token ids"):
+    with pytest.raises(ValueError, match="integer token ids.*1 dims"):
         model(torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="shape of idx"):
         model(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 5, dtype=torch.long))
@@ -279,7 +292,7 @@ def test_generate_sampling():
 
 def test_attention_weights_match_transformers():
     hf = hf_tiny(attn_implementation="eager")
-    ours = GPT.from_gpt2(hf.state_dict(), GPTConfig.from_hf(hf.config))
+    ours = load_gpt2(hf.state_dict(), config_from_hf(hf.config))
     idx = torch.randint(101, (2, 13))
     weights = ours.attention_weights(idx)
     assert weights.shape == (3, 2, 4, 13, 13)  # (L, B, H, T, T)
@@ -295,7 +308,7 @@ def test_attention_weights_match_transformers():
 
 def test_logits_equal_transformers():
     hf = hf_tiny()
-    ours = GPT.from_gpt2(hf.state_dict(), GPTConfig.from_hf(hf.config))
+    ours = load_gpt2(hf.state_dict(), config_from_hf(hf.config))
     assert not ours.training
     idx = torch.randint(101, (3, 24))
     with torch.no_grad():
@@ -309,7 +322,7 @@ def test_logits_equal_transformers():
 
 def test_gradients_equal_transformers():
     hf = hf_tiny()
-    ours = GPT.from_gpt2(hf.state_dict(), GPTConfig.from_hf(hf.config))
+    ours = load_gpt2(hf.state_dict(), config_from_hf(hf.config))
     idx = torch.randint(101, (2, 24))
     F.cross_entropy(hf(idx).logits.reshape(-1, 101), idx.reshape(-1)).backward()
     ours(idx, idx)[1].backward()
@@ -329,7 +342,7 @@ def test_from_safetensors_file_and_folder(tmp_path):
         expected = hf(idx).logits
         for source in (tmp_path, tmp_path / "model.safetensors",
                        str(tmp_path / "model.safetensors")):
-            ours = GPT.from_gpt2(source)  # config from config.json: n_head=4 is not n_embd // 64
+            ours = load_gpt2(source)  # config from config.json: n_head=4 is not n_embd // 64
             assert ours.config.n_head == 4
             assert (ours(idx)[0] - expected).abs().max().item() <= 1e-5
 
@@ -347,7 +360,7 @@ def test_hub_layout_without_prefix_and_with_mask_buffers(tmp_path):
         sd[f"h.{i}.attn.bias"] = torch.ones(1, 1, 24, 24).tril()
         sd[f"h.{i}.attn.masked_bias"] = torch.tensor(-1e4)
     save_file(sd, str(tmp_path / "gpt2.safetensors"))
-    ours = GPT.from_gpt2(tmp_path / "gpt2.safetensors")  # no config.json: inferred
+    ours = load_gpt2(tmp_path / "gpt2.safetensors")  # no config.json: inferred
     assert ours.config == GPTConfig(vocab_size=101, context_length=24, n_layer=3, n_head=1,
                                     n_embd=64)
     assert gpt2_config_from_state_dict(sd) == ours.config
@@ -359,33 +372,33 @@ def test_hub_layout_without_prefix_and_with_mask_buffers(tmp_path):
 
 def test_loader_errors(tmp_path):
     hf = hf_tiny()
-    cfg = GPTConfig.from_hf(hf.config)
+    cfg = config_from_hf(hf.config)
     sd = dict(hf.state_dict())
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        GPT.from_gpt2(tmp_path / "nope.safetensors")
+        load_gpt2(tmp_path / "nope.safetensors")
     missing = {k: v for k, v in sd.items() if k != "transformer.h.2.mlp.c_fc.bias"}
     with pytest.raises(ValueError, match=r"missing keys \['transformer.h.2.mlp.c_fc.bias'\]"):
-        GPT.from_gpt2(missing, cfg)
+        load_gpt2(missing, cfg)
     with pytest.raises(ValueError,
                        match=r"unexpected keys \['transformer.h.0.attn.q_proj.weight'\]"):
-        GPT.from_gpt2({**sd, "transformer.h.0.attn.q_proj.weight": torch.zeros(3)}, cfg)
+        load_gpt2({**sd, "transformer.h.0.attn.q_proj.weight": torch.zeros(3)}, cfg)
     bad = {**sd, "transformer.h.1.mlp.c_fc.weight": sd["transformer.h.1.mlp.c_fc.weight"][:, :5]}
     with pytest.raises(ValueError, match="shape mismatches.*h.1.mlp.c_fc.weight"):
-        GPT.from_gpt2(bad, cfg)
+        load_gpt2(bad, cfg)
     # a config that does not fit the tensors
     with pytest.raises(ValueError, match="shape mismatches.*wte"):
-        GPT.from_gpt2(sd, GPTConfig.from_hf(dict(hf.config.to_dict(), vocab_size=100)))
+        load_gpt2(sd, config_from_hf(dict(hf.config.to_dict(), vocab_size=100)))
     with pytest.raises(ValueError, match="untied head"):
-        GPT.from_gpt2({**sd, "lm_head.weight": sd["lm_head.weight"] + 1}, cfg)
+        load_gpt2({**sd, "lm_head.weight": sd["lm_head.weight"] + 1}, cfg)
     with pytest.raises(ValueError, match="not a GPT-2 state dict"):
         gpt2_config_from_state_dict({"foo": torch.zeros(1)})
     with pytest.raises(ValueError, match="head count cannot be guessed"):
-        GPT.from_gpt2(sd)  # n_embd=48 is not a multiple of 64 and there is no config
+        load_gpt2(sd)  # n_embd=48 is not a multiple of 64 and there is no config
 
 
 def test_conversion_is_exact_and_transposes():
     hf = hf_tiny()
-    cfg = GPTConfig.from_hf(hf.config)
+    cfg = config_from_hf(hf.config)
     converted = gpt2_to_llmlib(hf.state_dict(), cfg)
     sd = hf.state_dict()
     assert set(converted) == set(GPT(cfg).state_dict())
@@ -417,7 +430,7 @@ def test_corrupt_checkpoints_are_clear_errors(tmp_path):
     data = (tmp_path / "good.safetensors").read_bytes()
     (tmp_path / "truncated.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="truncated.safetensors is not a readable checkpoint"):
-        GPT.from_gpt2(tmp_path / "truncated.safetensors")
+        load_gpt2(tmp_path / "truncated.safetensors")
     torch.save(sd, tmp_path / "good.bin")
     (tmp_path / "truncated.bin").write_bytes((tmp_path / "good.bin").read_bytes()[:1000])
     with pytest.raises(ValueError, match="truncated.bin is not a readable checkpoint"):

@@ -1,6 +1,6 @@
-"""Tests for llmlib.tokenizers (chapter 1): round trips, trainer equivalence, tiktoken and
-transformers
-as references, the GPT-2 files loader, and clear errors on bad input. No network."""
+"""Tests for llmlib.tokenizers and llmlib.bpe (chapter 1): round trips, trainer equivalence,
+tiktoken and transformers as references, the GPT-2 files loader, and clear errors on bad input.
+No network."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmlib.corpus import load_works
-from llmlib.tokenizers import (ENDOFTEXT, GPT2_PATTERN, BPETokenizer, CharTokenizer, Tokenizer,
-                               WordTokenizer,
-                               bytes_to_unicode, pretokenize, tokens_html, train_merges_fast,
-                               train_merges_reference)
+from llmlib.bpe import (GPT2_PATTERN, BPETokenizer, bytes_to_unicode, pretokenize,
+                        train_merges_fast, train_merges_reference)
+from llmlib.tokenizers import ENDOFTEXT, CharTokenizer, Tokenizer, WordTokenizer, tokens_html
 
 # Strings that have broken byte-level tokenizers before: emoji with ZWJ and skin tones, flags,
 # combining marks, CJK, Windows newlines, NUL and control bytes, runs of spaces, contractions,

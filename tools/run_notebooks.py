@@ -26,8 +26,8 @@ def run(path: Path, timeout: int = 3600) -> float:
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     for i, cell in enumerate(nb.cells):  # stable ids keep git diffs readable
         cell["id"] = f"c{i:03d}"
-    widget_state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json",
-                                                      {})
+    widget_state = nb.metadata.get("widgets", {}).get(
+        "application/vnd.jupyter.widget-state+json", {})
     if not widget_state.get("state"):  # an empty widget record breaks the book build
         nb.metadata.pop("widgets", None)
     nbformat.write(nb, path)

@@ -23,9 +23,10 @@ REPO_URL = os.environ.get("LLMLIB_REPO_URL", "{REPO_URL}")
 if "google.colab" in sys.modules and not os.path.isdir("../llmlib"):
     if not os.path.isdir("llms-from-scratch"):
         subprocess.run(["git", "clone", "--quiet", "--depth=1", REPO_URL, "llms-from-scratch"],
-        check=True)
+                       check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-e", "llms-from-scratch"],
-    check=True) os.chdir("llms-from-scratch/chapters")
+                   check=True)
+    os.chdir("llms-from-scratch/chapters")
 if os.path.isdir("../llmlib"):  # in a checkout, use its llmlib (installed or not)
     sys.path.insert(0, os.path.abspath(".."))
 from llmlib.device import environment_summary, get_device, run_mode, seed_everything
@@ -51,7 +52,8 @@ if __name__ == "__main__":
         nb = json.loads(path.read_text(encoding="utf-8"))
         cell = first_code_cell(nb)
         tags = expected_tags(path.name)
-        if cell is None or ("".join(cell["source"]) == SETUP_CELL and cell["metadata"].get("tags", []) == tags):
+        if cell is None or ("".join(cell["source"]) == SETUP_CELL
+                            and cell["metadata"].get("tags", []) == tags):
             continue
         cell["source"] = SETUP_CELL.splitlines(keepends=True)
         if tags:
