@@ -29,7 +29,7 @@ def info(args: argparse.Namespace) -> int:
     from llmlib.device import environment_summary
 
     print(environment_summary())
-    print(f"python {platform.python_version()} ({sys.executable})")
+    print(f"python {platform.python_version()} ({platform.python_implementation()})")
     for package in OPTIONAL:
         try:
             print(f"{package:12s} {version(package)}")

@@ -122,8 +122,8 @@ def test_matches_torch_multihead_attention_forward_and_grad(causal, padded):
     ref = _torch_reference(m)
     torch.manual_seed(5)
     x = torch.randn(3, 7, 24)
-    pad = torch.tensor([[True] * 7, [True] * 5 + [False] * 2,
-                        [True] * 3 + [False] * 4]) if padded else None
+    pad = (torch.tensor([[True] * 7, [True] * 5 + [False] * 2, [True] * 3 + [False] * 4])
+           if padded else None)
     x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
     for need_weights in (False, True):
         out = m(x1, pad, causal=causal, need_weights=need_weights)

@@ -52,8 +52,8 @@ def test_console_script_is_installed():
     assert result.returncode == 0 and result.stdout.strip() == f"llmlib {llmlib.__version__}"
 
 
-def test_a_chapter_registers_a_command_and_bad_input_is_one_clear_line(tmp_path, monkeypatch,
-                                                                       capsys):
+def test_a_chapter_registers_a_command_and_bad_input_is_one_clear_line(
+        tmp_path, monkeypatch, capsys):
     (tmp_path / "fake_chapter.py").write_text(
         "def register(subcommands):\n"
         "    p = subcommands.add_parser('shout', help='a test command')\n"

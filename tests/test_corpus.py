@@ -32,8 +32,8 @@ def test_committed_corpus_is_complete_and_checked():
     for w in works:
         text = w.read()  # verifies the checksum
         assert len(text) == w.n_chars and text.endswith("\n") and "\r" not in text
-    assert [w.slug for w in corpus.list_works("history")][:2] == ["henry_iv_part_1",
-                                                                  "henry_iv_part_2"]
+    assert [w.slug for w in corpus.list_works("history")][:2] == [
+        "henry_iv_part_1", "henry_iv_part_2"]
 
 
 def test_load_shakespeare_joins_works_in_slug_order():

@@ -13,15 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmlib.data import (GPTEmbedding, RandomWindowDataset, TextFileDataset, TokenDataset,
-                         encode_documents,
-                         get_batch, make_dataloader, read_tokens, sinusoidal_encoding,
-                         split_by_works,
-                         split_contiguous, to_device, token_dtype, write_tokens)
+                         encode_documents, get_batch, make_dataloader, read_tokens,
+                         sinusoidal_encoding, split_by_works, split_contiguous, to_device,
+                         token_dtype, write_tokens)
 
 
 def windows_reference(ids, T, stride):
-    """Every (x, y) window, from PyTorch's own unfold: windows of T + 1 tokens every `stride`
-    tokens."""
+    """Every (x, y) window, from PyTorch's own unfold: windows of T + 1 tokens every
+    `stride` tokens."""
     chunks = torch.as_tensor(np.asarray(ids, dtype=np.int64)).unfold(0, T + 1, stride)  # (n, T+1)
     return [(c[:-1].tolist(), c[1:].tolist()) for c in chunks]
 
@@ -40,10 +39,9 @@ def test_window_counts_and_boundaries(N, T, stride, expected):
     assert got == windows_reference(ids, T, stride)
     first_x, _ = ds[0]
     last_x, last_y = ds[len(ds) - 1]
-    assert first_x[0] == 7                                          # starts at the first token
-    # last window starts at (n - 1) * stride
-    assert int(last_x[0]) - 7 == (len(ds) - 1) * stride
-    assert int(last_y[-1]) <= ids[-1]                                # and fits in the array
+    assert first_x[0] == 7                               # starts at the first token
+    assert int(last_x[0]) - 7 == (len(ds) - 1) * stride  # last window starts at (n - 1) * stride
+    assert int(last_y[-1]) <= ids[-1]                    # and fits in the array
     assert ds[-1][0].tolist() == last_x.tolist()
     with pytest.raises(IndexError):
         ds[len(ds)]
@@ -69,9 +67,10 @@ def test_stride_defaults_to_context_and_xy_shift():
         x, y = ds[i]
         assert x.dtype == y.dtype == torch.int64 and x.shape == y.shape == (32,)
         assert torch.equal(x[1:], y[:-1])
-        assert x.tolist() == ids[32 * i: 32 * i + 32].tolist() and y.tolist() == ids[32 * i + 1: 32 * i + 33].tolist()
-    # stride = T: every token but the first is a target exactly once (up to the tail that does not
-    # fit)
+        assert (x.tolist() == ids[32 * i: 32 * i + 32].tolist()
+                and y.tolist() == ids[32 * i + 1: 32 * i + 33].tolist())
+    # stride = T: every token but the first is a target exactly once
+    # (up to the tail that does not fit)
     targets = np.concatenate([ds[i][1].numpy() for i in range(len(ds))])
     assert targets.tolist() == ids[1: 1 + 32 * len(ds)].tolist()
 
@@ -81,13 +80,13 @@ def test_inputs_of_all_kinds():
     for form in (ids, np.array(ids, dtype=np.uint16), np.array(ids, dtype=np.uint32),
                  torch.tensor(ids)):
         x, y = TokenDataset(form, 5, 3)[2]
-        assert x.tolist() == [6, 7, 8, 9,
-                              10] and y.tolist() == [7, 8, 9, 10, 11] and x.dtype == torch.int64
+        assert (x.tolist() == [6, 7, 8, 9, 10] and y.tolist() == [7, 8, 9, 10, 11]
+                and x.dtype == torch.int64)
 
 
 def test_token_dataset_errors():
     with pytest.raises(ValueError, match="too few for one window"):
-        TokenDataset(np.arange(8), 8)                         # needs context + 1 tokens
+        TokenDataset(np.arange(8), 8)       # needs context + 1 tokens
     with pytest.raises(ValueError, match="too few"):
         TokenDataset([], 1)
     for bad in (0, -1):
@@ -101,8 +100,7 @@ def test_token_dataset_errors():
         TokenDataset(np.zeros((4, 10), dtype=np.int64), 3)
     with pytest.raises(ValueError, match="integers"):
         TokenDataset(np.linspace(0, 1, 50), 3)
-    # exactly context + 1 is fine: one window
-    TokenDataset(np.arange(9), 8)
+    TokenDataset(np.arange(9), 8)           # exactly context + 1 is fine: one window
 
 
 # ----------------------------------------------------------------------------- splits
@@ -121,9 +119,8 @@ def test_split_by_works_is_a_partition_of_whole_works(fraction, seed):
     assert sorted(w.slug for w in train + val) == sorted(w.slug for w in works)
     total = sum(w.n_chars for w in works)
     held = sum(w.n_chars for w in val)
-    assert held >= fraction * total                                    # at least the fraction...
-    # ...and no work more than needed
-    assert held - max(w.n_chars for w in val) < fraction * total
+    assert held >= fraction * total                               # at least the fraction...
+    assert held - max(w.n_chars for w in val) < fraction * total  # ...and no work more than needed
     assert split_by_works(works, fraction, seed=seed) == (train, val)  # deterministic
     assert [w.slug for w in train] == [w.slug for w in works if w in train]  # input order kept
 
@@ -172,11 +169,11 @@ def test_no_window_crosses_the_split():
         split_contiguous([1, 2], 0.1)
 
 
-# ----------------------------------------------------------------------------- encoding, dtypes,
-# files
+# ------------------------------------------------------------------------- encoding, dtypes, files
 
 def test_token_dtype():
-    assert token_dtype(1) == token_dtype(256) == token_dtype(50_257) == token_dtype(65_536) == np.uint16
+    assert (token_dtype(1) == token_dtype(256) == token_dtype(50_257) == token_dtype(65_536)
+            == np.uint16)
     assert token_dtype(65_537) == token_dtype(128_256) == token_dtype(2**32) == np.uint32
     for bad in (0, -5, 2**32 + 1, 3.0, True, "50257"):
         with pytest.raises(ValueError, match="vocab_size"):
@@ -230,12 +227,11 @@ def test_bin_round_trip(tmp_path, vocab_size, dtype):
     assert isinstance(mm, np.memmap) and mm.dtype == dtype and mm.shape == (5000,)
     assert np.array_equal(mm, ids)
     header = np.fromfile(path, dtype="<i4", count=4)
-    assert header.tolist() == ([20240520,
-                                1] if dtype == np.uint16 else [20240801, 7]) + [5000, vocab_size]
+    assert header.tolist() == (([20240520, 1] if dtype == np.uint16 else [20240801, 7])
+                               + [5000, vocab_size])
     # a memory map feeds a dataset like an array
     assert TokenDataset(mm, 10, 3)[5][1].tolist() == ids[16:26].tolist()
-    # the dataset reads the map, no copy
-    assert np.shares_memory(TokenDataset(mm, 10).ids, mm)
+    assert np.shares_memory(TokenDataset(mm, 10).ids, mm)  # the dataset reads the map, no copy
     with pytest.raises(ValueError, match="read-only"):
         mm[0] = 1
 
@@ -262,8 +258,7 @@ def test_text_file_dataset(tmp_path):
     (tmp_path / "a.txt").write_text("hello", encoding="utf-8")
     (tmp_path / "b.txt").write_text("wörld", encoding="utf-8")
     ds = TextFileDataset([tmp_path / "a.txt", str(tmp_path / "b.txt")], _Bytes(), context_length=4,
-                         stride=2,
-                         separator=256)
+                         stride=2, separator=256)
     expected = list(b"hello") + [256] + list("wörld".encode())
     assert ds.ids.tolist() == expected and ds.ids.dtype == np.uint16
     assert len(ds) == (len(expected) - 5) // 2 + 1
@@ -275,8 +270,7 @@ def test_text_file_dataset(tmp_path):
         TextFileDataset(tmp_path / "a.txt", _Bytes(), 5)
 
 
-# ----------------------------------------------------------------------------- loaders and random
-# windows
+# ----------------------------------------------------------------------- loaders and random windows
 
 def test_make_dataloader_batches():
     ds = TokenDataset(np.arange(1000), 32)            # 31 windows
@@ -285,15 +279,15 @@ def test_make_dataloader_batches():
     assert len(batches) == len(loader) == 3 and not loader.pin_memory
     starts = []
     for x, y in batches:
-        assert x.shape == y.shape == (8,
-                                      32) and x.dtype == torch.int64 and torch.equal(x[:, 1:], y[:, :-1])
+        assert (x.shape == y.shape == (8, 32) and x.dtype == torch.int64
+                and torch.equal(x[:, 1:], y[:, :-1]))
         starts += x[:, 0].tolist()
     assert len(set(starts)) == 24 and all(s % 32 == 0 for s in starts) and starts != sorted(starts)
     again = [x for x, _ in make_dataloader(ds, 8, device="cpu", seed=0)]
     assert all(torch.equal(a, b) for a, (b, _) in zip(again, batches))  # the seed fixes the order
     ordered = list(make_dataloader(ds, 8, shuffle=False, drop_last=False, device="cpu"))
-    assert [len(x) for x, _ in ordered] == [8, 8, 8,
-                                            7] and ordered[0][0][:, 0].tolist() == list(range(0, 256, 32))
+    assert ([len(x) for x, _ in ordered] == [8, 8, 8, 7]
+            and ordered[0][0][:, 0].tolist() == list(range(0, 256, 32)))
     # pinned for a CUDA device (not iterated)
     assert make_dataloader(ds, 8, device="cuda").pin_memory
 
@@ -322,8 +316,7 @@ def test_random_window_dataset():
     ds = RandomWindowDataset(ids, 10, num_samples=500, seed=1)
     assert len(ds) == 500 and ds.starts.min() >= 0 and ds.starts.max() <= 200 - 11
     many = RandomWindowDataset(ids, 10, num_samples=20_000, seed=1).starts
-    # every start can be drawn, none beyond
-    assert set(many.tolist()) == set(range(190))
+    assert set(many.tolist()) == set(range(190))  # every start can be drawn, none beyond
     for i in range(0, 500, 37):
         x, y = ds[i]
         s = int(ds.starts[i])
@@ -358,8 +351,7 @@ def test_get_batch(tmp_path):
     x1, _ = get_batch(mm, 16, 24, generator=torch.Generator().manual_seed(5))
     assert torch.equal(x1, x)
     starts = get_batch(np.arange(30), 2000, 5, generator=torch.Generator().manual_seed(0))[0][:, 0]
-    # all starts reachable, last one fits
-    assert starts.min() == 0 and starts.max() == 30 - 6
+    assert starts.min() == 0 and starts.max() == 30 - 6  # all starts reachable, last one fits
     x, y = get_batch(ids, 2, 4, device="cpu")
     assert x.device.type == "cpu"
     with pytest.raises(ValueError, match="too few"):
@@ -442,16 +434,15 @@ def test_gpt_embedding_learned_positions():
     expected = emb.wte.weight[idx] + emb.wpe.weight[:5][None]
     assert (out - expected).abs().max() == 0
     emb.train()
-    # dropout is active in training mode
-    assert (emb(idx) == 0).float().mean() > 0.2
+    assert (emb(idx) == 0).float().mean() > 0.2  # dropout is active in training mode
     with pytest.raises(ValueError, match="longer than the context"):
         emb(torch.zeros(1, 9, dtype=torch.long))
     with pytest.raises(ValueError, match=r"\(B, T\)"):
         emb(torch.zeros(9, dtype=torch.long))
     with pytest.raises(ValueError, match=r"\(B, T\)"):
         emb(torch.zeros(1, 3))
-    with pytest.raises(IndexError):
-        emb(torch.tensor([[50]]))
+    with pytest.raises(ValueError, match=r"must lie in 0\.\.49 \(vocab_size=50\)"):
+        emb(torch.tensor([[50]]))  # checked before nn.Embedding's IndexError (or CUDA's assert)
 
 
 def test_gpt_embedding_sinusoidal_and_errors():
@@ -472,8 +463,8 @@ def test_gpt_embedding_matches_transformers_gpt2():
     torch.manual_seed(0)
     hf = transformers.GPT2Model(config).eval()
     emb = GPTEmbedding(101, 12, 16).eval()
-    emb.load_state_dict({k: v for k,
-                         v in hf.state_dict().items() if k in ("wte.weight", "wpe.weight")})
+    emb.load_state_dict({k: v for k, v in hf.state_dict().items()
+                         if k in ("wte.weight", "wpe.weight")})
     idx = torch.randint(0, 101, (2, 12))
     with torch.no_grad():
         ours = hf.ln_f(emb(idx))                          # with no blocks, GPT-2 = ln_f(wte + wpe)

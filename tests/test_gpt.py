@@ -37,8 +37,8 @@ TINY = GPTConfig(vocab_size=101, context_length=24, n_layer=2, n_head=4, n_embd=
 
 
 def hf_tiny(attn_implementation: str = "sdpa", **overrides) -> GPT2LMHeadModel:
-    """A random GPT-2 whose every parameter (biases and LayerNorms included) is perturbed, in eval
-    mode."""
+    """A random GPT-2 whose every parameter (biases and LayerNorms included) is perturbed,
+    in eval mode."""
     torch.manual_seed(0)
     cfg = dict(vocab_size=101, n_positions=24, n_embd=48, n_layer=3, n_head=4, resid_pdrop=0.0,
                embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
@@ -60,8 +60,8 @@ def test_presets_shapes():
     assert (small.n_layer, small.n_head, small.n_embd, small.context_length) == (6, 6, 384, 256)
     assert small.vocab_size == 65
     gpt2 = GPTConfig.preset("gpt2")
-    assert (gpt2.n_layer, gpt2.n_head, gpt2.n_embd, gpt2.context_length,
-            gpt2.vocab_size) == (12, 12, 768, 1024, 50257)
+    assert ((gpt2.n_layer, gpt2.n_head, gpt2.n_embd, gpt2.context_length, gpt2.vocab_size)
+            == (12, 12, 768, 1024, 50257))
     assert gpt2 == GPTConfig()  # the defaults are GPT-2's
     with pytest.raises(ValueError, match="unknown preset"):
         GPTConfig.preset("gpt5")
@@ -131,8 +131,8 @@ def test_from_hf_config():
     hf_cfg = GPT2Config(vocab_size=50, n_positions=16, n_embd=32, n_layer=2, n_head=4,
                         resid_pdrop=0.1)
     cfg = config_from_hf(hf_cfg)
-    assert (cfg.vocab_size, cfg.context_length, cfg.n_layer, cfg.n_head, cfg.n_embd,
-            cfg.dropout) == (50, 16, 2, 4, 32, 0.1)
+    assert ((cfg.vocab_size, cfg.context_length, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.dropout)
+            == (50, 16, 2, 4, 32, 0.1))
     with pytest.raises(ValueError, match="GELU"):
         config_from_hf(dict(hf_cfg.to_dict(), activation_function="relu"))
 
@@ -281,8 +281,8 @@ def test_generate_sampling():
     # top_k=3 only ever picks one of the 3 most likely tokens
     with torch.no_grad():
         allowed = model(prompt)[0][:, -1].topk(3).indices
-    firsts = torch.stack([model.generate(prompt, 1, temperature=2.0,
-                                         top_k=3)[:, 1] for _ in range(20)], 1)
+    firsts = torch.stack([model.generate(prompt, 1, temperature=2.0, top_k=3)[:, 1]
+                          for _ in range(20)], 1)
     assert all(set(firsts[i].tolist()) <= set(allowed[i].tolist()) for i in range(3))
     with pytest.raises(ValueError, match="top_k"):
         model.generate(prompt, 1, top_k=0)
@@ -315,8 +315,8 @@ def test_logits_equal_transformers():
         expected = hf(idx).logits
         got, loss = ours(idx, idx)
     assert (got - expected).abs().max().item() <= 1e-5
-    assert abs(loss.item() - F.cross_entropy(expected.reshape(-1, 101),
-                                             idx.reshape(-1)).item()) <= 1e-5
+    assert abs(loss.item()
+               - F.cross_entropy(expected.reshape(-1, 101), idx.reshape(-1)).item()) <= 1e-5
     assert ours.lm_head.weight is ours.transformer.wte.weight
 
 
@@ -348,14 +348,14 @@ def test_from_safetensors_file_and_folder(tmp_path):
 
 
 def test_hub_layout_without_prefix_and_with_mask_buffers(tmp_path):
-    """The original hub file has no `transformer.` prefix and carries h.N.attn.bias / masked_bias
-    buffers."""
+    """The original hub file has no `transformer.` prefix and carries h.N.attn.bias /
+    masked_bias buffers."""
     from safetensors.torch import save_file
 
     # 64 channels per head: the config can be inferred from shapes
     hf = hf_tiny(n_embd=64, n_head=1)
-    sd = {k.removeprefix("transformer."): v.clone() for k,
-          v in hf.state_dict().items() if k != "lm_head.weight"}
+    sd = {k.removeprefix("transformer."): v.clone() for k, v in hf.state_dict().items()
+          if k != "lm_head.weight"}
     for i in range(hf.config.n_layer):
         sd[f"h.{i}.attn.bias"] = torch.ones(1, 1, 24, 24).tril()
         sd[f"h.{i}.attn.masked_bias"] = torch.tensor(-1e4)
@@ -423,8 +423,8 @@ def test_attention_weights_ignore_dropout_and_keep_the_mode():
 def test_corrupt_checkpoints_are_clear_errors(tmp_path):
     from safetensors.torch import save_file
 
-    sd = {k: v.contiguous() for k,
-          v in hf_tiny().state_dict().items() if not k.endswith("attn.bias")}
+    sd = {k: v.contiguous() for k, v in hf_tiny().state_dict().items()
+          if not k.endswith("attn.bias")}
     save_file({k: v.clone() for k, v in sd.items() if k != "lm_head.weight"},
               str(tmp_path / "good.safetensors"))
     data = (tmp_path / "good.safetensors").read_bytes()

@@ -1,5 +1,5 @@
-"""Every chapter follows the house rules: listed in the book, titled, standard setup cell, clean
-outputs."""
+"""Every chapter follows the house rules: listed in the book, titled, standard setup cell,
+clean outputs."""
 
 import re
 import tomllib
@@ -20,8 +20,8 @@ def readable_text(cell: dict) -> str:
         parts.append("".join(output.get("text", "")))
         for mime, data in output.get("data", {}).items():
             if mime.startswith("text/") or mime.endswith("json"):
-                parts.append(data if isinstance(data,
-                                                str) else "".join(data) if isinstance(data, list) else str(data))
+                parts.append(data if isinstance(data, str)
+                             else "".join(data) if isinstance(data, list) else str(data))
     return "\n".join(parts)
 
 
@@ -51,22 +51,27 @@ def test_chapter_hygiene(path):
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
     first = "".join(nb["cells"][0]["source"])
     number = int(path.name[:2])
-    assert nb["cells"][0]["cell_type"] == "markdown" and first.startswith(f"# Chapter {number}: "), \
+    assert (nb["cells"][0]["cell_type"] == "markdown"
+            and first.startswith(f"# Chapter {number}: ")), \
         f"{path.name} must open with a markdown title '# Chapter {number}: ...'"
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
-    assert "".join(code[0]["source"]) == setup_cell.SETUP_CELL, \
-        f"{path.name}: the first code cell must be tools/setup_cell.py's SETUP_CELL (run `python tools/setup_cell.py`)"
-    assert code[0]["metadata"].get("tags", []) == setup_cell.expected_tags(path.name), \
-        f"{path.name}: the setup cell's tags must be {setup_cell.expected_tags(path.name)} (run `python tools/setup_cell.py`)"
-    assert any("".join(c["source"]).startswith("#| default_exp ") for c in code), f"{path.name} exports nothing"
+    assert "".join(code[0]["source"]) == setup_cell.SETUP_CELL, (
+        f"{path.name}: the first code cell must be tools/setup_cell.py's SETUP_CELL "
+        "(run `python tools/setup_cell.py`)")
+    assert code[0]["metadata"].get("tags", []) == setup_cell.expected_tags(path.name), (
+        f"{path.name}: the setup cell's tags must be {setup_cell.expected_tags(path.name)} "
+        "(run `python tools/setup_cell.py`)")
+    assert any("".join(c["source"]).startswith("#| default_exp ") for c in code), \
+        f"{path.name} exports nothing"
     text = "\n".join(readable_text(cell) for cell in nb["cells"])
     found = ABSOLUTE_PATH.search(text)
     assert not found, f"{path.name} contains an absolute local path: {found.group()}"
     widgets = nb["metadata"].get("widgets")
     if widgets is not None:
-        assert widgets.get("application/vnd.jupyter.widget-state+json",
-                           {}).get("state") is not None, \
-            f"{path.name}: metadata.widgets without state breaks the book; re-run tools/run_notebooks.py"
+        assert (widgets.get("application/vnd.jupyter.widget-state+json", {}).get("state")
+                is not None), (
+            f"{path.name}: metadata.widgets without state breaks the book; "
+            "re-run tools/run_notebooks.py")
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
@@ -74,11 +79,12 @@ def test_committed_outputs_come_from_a_real_run(path):
     nb = read_notebook(path)
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     setup_output = "".join("".join(o.get("text", "")) for o in code[0].get("outputs", []))
-    assert re.search(r"run mode (cpu|gpu)\b", setup_output), \
-        f"{path.name} must be committed executed in cpu or gpu mode (make notebooks NB={path.relative_to(ROOT)})"
+    assert re.search(r"run mode (cpu|gpu)\b", setup_output), (
+        f"{path.name} must be committed executed in cpu or gpu mode "
+        f"(make notebooks NB={path.relative_to(ROOT)})")
     counts = [c["execution_count"] for c in code if c["execution_count"] is not None]
-    assert counts == list(range(1,
-                                len(code) + 1)), f"{path.name} was not executed top to bottom in one run"
+    assert counts == list(range(1, len(code) + 1)), \
+        f"{path.name} was not executed top to bottom in one run"
     errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, f"{path.name} has committed error outputs"
 
@@ -87,7 +93,8 @@ def test_repository_url_lives_in_one_place():
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     url = config["repository"]["url"]
     assert setup_cell.REPO_URL == url
-    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Homepage"] == url
+    assert tomllib.loads(
+        (ROOT / "pyproject.toml").read_text())["project"]["urls"]["Homepage"] == url
     for path in CHAPTERS:
         assert f'"{url}"' in "".join(read_notebook(path)["cells"][1]["source"])
 

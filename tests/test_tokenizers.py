@@ -22,9 +22,9 @@ from llmlib.tokenizers import ENDOFTEXT, CharTokenizer, Tokenizer, WordTokenizer
 ADVERSARIAL = [
     "", " ", "  ", "\n", "\r\n", "\r\n\r\n  x", "\x00", "a\x00b\x01\x7f", "\t\t\tx  \n ",
     "👨‍👩‍👧‍👦 family", "👍🏽 ok", "🇫🇷🇯🇵", "e\u0301 cafe\u0301 Å", "ﬁ ligature",
-    "日本語のテキスト、漢字", "한국어 텍스트", "مرحبا بالعالم", "I'll we've they're it's 'tis o'er", "'s's''s",
-    "1234567890 3.14159 1,000,000", "   leading and trailing   ", "a  b   c    d",
-               "x\u200by\u200dz",
+    "日本語のテキスト、漢字", "한국어 텍스트", "مرحبا بالعالم",
+    "I'll we've they're it's 'tis o'er", "'s's''s", "1234567890 3.14159 1,000,000",
+    "   leading and trailing   ", "a  b   c    d", "x\u200by\u200dz",
     "\ufeffBOM", "tab\tand\u00a0nbsp", "<|endoftext", "|>", "😀" * 7, "ab" * 40, "\U0010ffff",
 ]
 
@@ -48,8 +48,7 @@ def tiktoken_of(tok: BPETokenizer) -> tiktoken.Encoding:
                              special_tokens=tok.special_tokens)
 
 
-# --- the trainers
-# -------------------------------------------------------------------------------------------
+# --- the trainers ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("text,n_merges", [
     ("aaabdaaabac", 5),                       # Wikipedia's example
     ("aaaaaaaa", 6),                          # overlapping pairs, and running out of pairs
@@ -98,8 +97,7 @@ def test_training_cuts_out_special_tokens() -> None:
     assert tok.encode(text, allowed_special="all").count(tok.eot_token) == 2
 
 
-# --- encoding equals tiktoken
-# --------------------------------------------------------------------------------
+# --- encoding equals tiktoken ---------------------------------------------------------------------
 def test_encoding_equals_tiktoken_on_the_corpus(bpe: BPETokenizer, corpus: str) -> None:
     enc = tiktoken_of(bpe)
     held_out = load_works()["tempest"][:60_000]  # text the tokenizer did not see
@@ -168,12 +166,10 @@ def test_unknown_special_token_is_an_error(bpe: BPETokenizer) -> None:
         bpe.encode("hi", allowed_special="<|endoftext|>")
 
 
-# --- round trips
-# ---------------------------------------------------------------------------------------------
-UNICODE_PIECES = st.sampled_from(["👨‍👩‍👧", "👍🏽", "🇫🇷", "e\u0301", "a\u0308\u0323", "漢字", "かな",
-                                  "\r\n", "\x00",
-                                  " ", "  ", "\t", "'s", "'ll", "123", "O, ", "\u200d", "\ufeff",
-                                  "\U0010ffff"])
+# --- round trips ----------------------------------------------------------------------------------
+UNICODE_PIECES = st.sampled_from(["👨‍👩‍👧", "👍🏽", "🇫🇷", "e\u0301", "a\u0308\u0323", "漢字",
+                                  "かな", "\r\n", "\x00", " ", "  ", "\t", "'s", "'ll", "123",
+                                  "O, ", "\u200d", "\ufeff", "\U0010ffff"])
 
 
 @settings(max_examples=200, deadline=None,
@@ -201,8 +197,7 @@ def test_decode_replaces_a_cut_character(bpe: BPETokenizer) -> None:
     assert bpe.decode(bpe.byte_ids[0xF0:0xF1]) == "\ufffd"  # a lone lead byte
 
 
-# --- character and word tokenizers
-# --------------------------------------------------------------------------
+# --- character and word tokenizers ----------------------------------------------------------------
 def test_char_tokenizer() -> None:
     tok = CharTokenizer.from_text("banana band")
     assert tok.chars == [" ", "a", "b", "d", "n"]
@@ -235,8 +230,7 @@ def test_word_tokenizer() -> None:
         WordTokenizer.from_text(text, vocab_size=2)
 
 
-# --- bad input
-# -----------------------------------------------------------------------------------------------
+# --- bad input ------------------------------------------------------------------------------------
 def test_vocab_size_too_small() -> None:
     with pytest.raises(ValueError, match="too small.*at least 257"):
         BPETokenizer.train("hello", 256)
@@ -271,8 +265,7 @@ def test_invalid_merges_are_rejected() -> None:
         BPETokenizer([(97, 98), (97, 98)])
 
 
-# --- files
-# ---------------------------------------------------------------------------------------------------
+# --- files ----------------------------------------------------------------------------------------
 def test_save_load_round_trip(tmp_path, bpe: BPETokenizer, corpus: str) -> None:
     text = corpus[:5000] + "".join(ADVERSARIAL)
     tokenizers = [bpe, CharTokenizer.from_text(text, special_tokens=[ENDOFTEXT]),
@@ -281,13 +274,14 @@ def test_save_load_round_trip(tmp_path, bpe: BPETokenizer, corpus: str) -> None:
         path = tmp_path / f"{type(tok).__name__}.json"
         tok.save(path)
         data = json.loads(path.read_text(encoding="utf-8"))
-        assert (data["format"], data["version"],
-                data["type"]) == ("llmlib-tokenizer", 1, type(tok).__name__)
+        assert ((data["format"], data["version"], data["type"])
+                == ("llmlib-tokenizer", 1, type(tok).__name__))
         for loaded in (Tokenizer.load(path), type(tok).load(path)):
             assert type(loaded) is type(tok)
-            assert loaded.vocab_size == tok.vocab_size and loaded.special_tokens == tok.special_tokens
-            assert loaded.encode(text,
-                                 disallowed_special=()) == tok.encode(text, disallowed_special=())
+            assert (loaded.vocab_size == tok.vocab_size
+                    and loaded.special_tokens == tok.special_tokens)
+            assert (loaded.encode(text, disallowed_special=())
+                    == tok.encode(text, disallowed_special=()))
     saved = (tmp_path / "BPETokenizer.json").read_text(encoding="utf-8")
     a, b = bpe.merges[0]
     # one readable merge per line
@@ -317,13 +311,11 @@ def test_bad_files(tmp_path, bpe: BPETokenizer) -> None:
         BPETokenizer.load(path)
 
 
-# --- GPT-2's published files
-# ---------------------------------------------------------------------------------
+# --- GPT-2's published files ----------------------------------------------------------------------
 def write_gpt2_files(tmp_path, tok: BPETokenizer):
-    """Write `tok` in GPT-2's format: byte tokens numbered in bytes_to_unicode's order (not byte
-    order),
-    merges as 'a b' lines with GPT-2's printable characters, <|endoftext|> last. Returns paths and
-    id map."""
+    """Write `tok` in GPT-2's format: byte tokens numbered in bytes_to_unicode's order (not
+    byte order), merges as 'a b' lines with GPT-2's printable characters, <|endoftext|> last.
+    Returns paths and id map."""
     to_char = bytes_to_unicode()
     printable_first = sorted(range(256), key=lambda b: (ord(to_char[b]) >= 256, ord(to_char[b])))
     new_id = {tok.byte_ids[b]: k for k, b in enumerate(printable_first)}  # our id -> GPT-2-style id
@@ -334,8 +326,8 @@ def write_gpt2_files(tmp_path, tok: BPETokenizer):
     def text(i: int) -> str:
         return "".join(to_char[b] for b in tok.vocab[i])
 
-    encoder = {text(i): new_id[i] for i in [*tok.byte_ids,
-                                            *tok.merge_ids]} | {ENDOFTEXT: new_id[tok.eot_token]}
+    encoder = ({text(i): new_id[i] for i in [*tok.byte_ids, *tok.merge_ids]}
+               | {ENDOFTEXT: new_id[tok.eot_token]})
     (tmp_path / "encoder.json").write_text(json.dumps(encoder), encoding="utf-8")
     lines = ["#version: 0.2"] + [f"{text(a)} {text(b)}" for a, b in tok.merges]
     (tmp_path / "vocab.bpe").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -354,22 +346,22 @@ def test_gpt2_files_loader(tmp_path, corpus: str, monkeypatch) -> None:
     assert ids == [new_id[i] for i in tok.encode(text)]
     assert gpt2.decode(ids) == text
 
-    # Hugging Face's GPT-2 tokenizer reads the same two files (under its own names) from a local
-    # folder.
+    # Hugging Face's GPT-2 tokenizer reads the same two files (under its own names)
+    # from a local folder.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from transformers import GPT2Tokenizer
     (tmp_path / "vocab.json").write_bytes(encoder_path.read_bytes())
     (tmp_path / "merges.txt").write_bytes(bpe_path.read_bytes())
     reference = GPT2Tokenizer.from_pretrained(str(tmp_path))
     assert len(reference) == gpt2.vocab_size
-    for sample in (corpus[40_000:48_000], "I'll say: 'tis 1,000 ducats!\n\n  Ay  me", "naïve café "
-                                                                                      "👍🏽"):
+    for sample in (corpus[40_000:48_000], "I'll say: 'tis 1,000 ducats!\n\n  Ay  me",
+                   "naïve café 👍🏽"):
         assert gpt2.encode(sample) == reference.encode(sample), sample[:40]
-    assert gpt2.encode("x<|endoftext|>",
-                       allowed_special="all") == reference.encode("x<|endoftext|>")
+    assert (gpt2.encode("x<|endoftext|>", allowed_special="all")
+            == reference.encode("x<|endoftext|>"))
 
-    # tiktoken's own reader of GPT-2's files (it checks that merges and ids agree) gives the same
-    # ranks
+    # tiktoken's own reader of GPT-2's files (it checks that merges and ids agree)
+    # gives the same ranks
     from tiktoken.load import data_gym_to_mergeable_bpe_ranks
     ranks = data_gym_to_mergeable_bpe_ranks(str(bpe_path), str(encoder_path))
     assert ranks == {gpt2.vocab[i]: i for i in [*gpt2.byte_ids, *gpt2.merge_ids]}
@@ -399,19 +391,19 @@ def test_gpt2_files_bad_input(tmp_path, corpus: str) -> None:
         BPETokenizer.from_gpt2_files(encoder_path, bpe_path)
 
 
-# --- the token view
-# ------------------------------------------------------------------------------------------
+# --- the token view -------------------------------------------------------------------------------
 def test_tokens_html(bpe: BPETokenizer) -> None:
     text = "To be, or not to be <b>\n<|endoftext|>"
     first, second = tokens_html(bpe, text), tokens_html(bpe, text)
     assert first == second
     assert first.count("<span") == len(bpe.encode(text, allowed_special="all"))
-    assert "&lt;" in first and "<b>" not in first and "↵<br>" in first and f'title="id {bpe.eot_token}"' in first
+    assert ("&lt;" in first and "<b>" not in first and "↵<br>" in first
+            and f'title="id {bpe.eot_token}"' in first)
 
 
 def test_gpt2_pattern_splits_like_gpt2() -> None:
-    assert pretokenize("Hello world's  123 !!\n\n") == ["Hello", " world", "'s", " ", " 123", " !!",
-                                                        "\n\n"]
+    assert pretokenize("Hello world's  123 !!\n\n") == ["Hello", " world", "'s", " ", " 123",
+                                                        " !!", "\n\n"]
     assert GPT2_PATTERN.startswith("'s|'t|'re")
 
 

@@ -1,7 +1,6 @@
-"""Tests for llmlib.viz (chapter 3): the HTML view is deterministic, self-contained, carries every
-head's
-data, and its script works (run under Node.js against a small DOM stub); the widget explorer
-builds."""
+"""Tests for llmlib.viz (chapter 3): the HTML view is deterministic, self-contained, carries
+every head's data, and its script works (run under Node.js against a small DOM stub); the widget
+explorer builds."""
 
 from __future__ import annotations
 
@@ -15,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from llmlib.viz import attention_explorer, attention_html, attention_stack, decode_attention_html_data, show_attention
+from llmlib.viz import (attention_explorer, attention_html, attention_stack,
+                        decode_attention_html_data, show_attention)
 
 HARNESS = Path(__file__).with_name("attention_view_harness.js")
 TOKENS = ["to", " be", "</script>", "\n", "é", "<b>x</b>"]
@@ -24,13 +24,13 @@ TOKENS = ["to", " be", "</script>", "\n", "é", "<b>x</b>"]
 def _weights(L=2, H=3, T=len(TOKENS), seed=0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     scores = torch.randn(L, H, T, T, generator=g)
-    return torch.softmax(scores.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(),
-                                            float("-inf")), dim=-1)
+    return torch.softmax(
+        scores.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf")), dim=-1)
 
 
 def _payload(html: str) -> dict:
-    data = re.search(r'<script type="application/json" id="([^"]+)-data">(.*?)</script>', html,
-                     re.S)
+    data = re.search(r'<script type="application/json" id="([^"]+)-data">(.*?)</script>',
+                     html, re.S)
     assert data is not None
     return json.loads(data.group(2))
 
@@ -61,7 +61,8 @@ def test_html_carries_every_head_of_every_layer():
 
 def test_html_is_self_contained_and_escapes_tokens():
     html = attention_html(_weights(), TOKENS)
-    assert "http://" not in html and "https://" not in html and "require(" not in html and "define(" not in html
+    assert ("http://" not in html and "https://" not in html and "require(" not in html
+            and "define(" not in html)
     # the data block and the code: a token cannot close a script early
     assert html.count("</script>") == 2
     # the token travels only inside JSON (as <\/b>) and is set via textContent
@@ -71,8 +72,8 @@ def test_html_is_self_contained_and_escapes_tokens():
 def test_inputs_list_tensor_and_errors():
     w = _weights()
     as_list = [w[0], w[1]]
-    assert attention_html(as_list, TOKENS) == attention_html(w,
-                                                             TOKENS) == attention_html(w.numpy(), TOKENS)
+    assert (attention_html(as_list, TOKENS) == attention_html(w, TOKENS)
+            == attention_html(w.numpy(), TOKENS))
     assert attention_stack(w[0], TOKENS).shape == (1, 3, 6, 6)  # a single layer (H, T, T)
     with pytest.raises(ValueError, match="6 positions but 5 tokens"):
         attention_html(w, TOKENS[:5])
@@ -96,8 +97,7 @@ def test_script_is_valid_and_interactive_under_node(tmp_path):
     subprocess.run(["node", "--check", str(tmp_path / "view.js")], check=True)
     (tmp_path / "view.html").write_text(html, encoding="utf-8")
     run = subprocess.run(["node", str(HARNESS), str(tmp_path / "view.html")], capture_output=True,
-                         text=True,
-                         check=True, timeout=60)
+                         text=True, check=True, timeout=60)
     out = json.loads(run.stdout)
     levels = decode_attention_html_data(_payload(html))
     # rendered once, not twice
