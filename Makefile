@@ -31,8 +31,11 @@ $(VENV)/.jupyter: $(VENV)/.installed
 	$(PIP) install -e ".[dev,jupyter]"
 	touch $@
 
+# Extra options for JupyterLab, e.g. make lab LAB_ARGS="--no-browser --port 8890" (or --allow-root in
+# a container, where JupyterLab refuses to run as root without it).
+LAB_ARGS ?=
 lab: $(VENV)/.jupyter
-	$(VENV)/bin/jupyter lab chapters/
+	$(VENV)/bin/jupyter lab chapters/ $(LAB_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check
