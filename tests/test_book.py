@@ -40,3 +40,5 @@ def test_chapter_page_has_outputs_and_colab_button(html, path):
             f"chapters/{path.name}") in page
     assert re.search(r"run mode (cpu|gpu)", page), \
         "the page must show the setup cell's record of the run"
+    # _static/course.css widens the article so that 100-column code does not scroll sideways
+    assert "_static/course.css" in page
