@@ -123,6 +123,21 @@ def time_alternating(candidates: Mapping[str, Callable[[], Any]],
             for name, t in samples.items()}
 
 
+class Stopwatch:
+    """Wall time of one long measurement that cannot be repeated in rounds (a training run to a
+    target loss): `clock = Stopwatch(device)`, then `clock.seconds()` at any point. Each reading
+    waits for the device first, as `time_alternating` does."""
+
+    def __init__(self, device: torch.device | str | None = None) -> None:
+        self.device = torch.device(device) if device is not None else get_device()
+        synchronize(self.device)
+        self.start = time.perf_counter()
+
+    def seconds(self) -> float:
+        synchronize(self.device)
+        return time.perf_counter() - self.start
+
+
 # --- peak memory ---------------------------------------------------------------------------------
 
 def _status_bytes(field_name: str) -> int | None:

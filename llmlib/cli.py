@@ -20,7 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import llmlib
 
-COMMAND_MODULES = ("llmlib.cli", "llmlib.train", "llmlib.generate", "llmlib.finetune")
+COMMAND_MODULES = ("llmlib.cli", "llmlib.pretrain", "llmlib.generate", "llmlib.finetune")
 OPTIONAL = ("numpy", "tqdm", "safetensors", "matplotlib", "ipywidgets", "transformers", "tiktoken")
 
 
@@ -62,6 +62,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.run(args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
         print(f"llmlib: error: {err}", file=sys.stderr)
         return 2

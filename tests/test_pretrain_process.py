@@ -1,0 +1,133 @@
+"""`llmlib pretrain` as real processes: a run killed mid-way and resumed continues bit for bit,
+two processes under torchrun (gloo, CPU) equal one with the same global batch, and bad settings
+fail before anything is written."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from llmlib.gpt import GPT
+
+TINY = ["--preset", "smoke", "--n-layer", "1", "--n-head", "2", "--n-embd", "32",
+        "--context-length", "32", "--eval-batches", "2", "--log-interval", "5", "--device", "cpu",
+        "--warmup-steps", "2"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def pretrain(*args: str, launcher: list[str] | None = None, **popen) -> subprocess.Popen:
+    command = (launcher or [sys.executable]) + ["-m", "llmlib", "pretrain", *TINY, *args]
+    return subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **popen)
+
+
+def finish(process: subprocess.Popen, timeout: float = 240) -> str:
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, out + err
+    return out + err
+
+
+def final_state(run: Path) -> tuple[dict, dict]:
+    state = torch.load(run / "last" / "train_state.pt", weights_only=True)
+    return state, GPT.load(run / "last").state_dict()
+
+
+def test_a_killed_run_resumes_bit_for_bit(tmp_path):
+    settings = ["--max-steps", "600", "--checkpoint-interval", "50", "--eval-interval", "200",
+                "--dropout", "0.1", "--batch-size", "8"]
+    reference = pretrain(*settings, "--out", str(tmp_path / "whole"))
+    killed = pretrain(*settings, "--out", str(tmp_path / "killed"))
+    state_file = tmp_path / "killed" / "last" / "train_state.pt"
+    deadline = time.time() + 120
+    while not state_file.exists() and killed.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    killed.send_signal(signal.SIGKILL)  # no chance to clean up
+    killed.communicate(timeout=60)
+    assert killed.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    stopped_at = torch.load(state_file, weights_only=True)["step"]
+    assert 50 <= stopped_at < 600
+    finish(pretrain(*settings, "--out", str(tmp_path / "killed"), "--resume"))
+    finish(reference)
+    (whole, whole_weights), (resumed, resumed_weights) = (final_state(tmp_path / "whole"),
+                                                          final_state(tmp_path / "killed"))
+    assert resumed["step"] == whole["step"] == 600
+    assert resumed["history"]["loss"] == whole["history"]["loss"]  # every step, bit for bit
+    assert all(torch.equal(whole_weights[k], resumed_weights[k]) for k in whole_weights)
+
+
+def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
+    common = ["--max-steps", "20", "--checkpoint-interval", "20", "--eval-interval", "20",
+              "--dropout", "0", "--batch-size", "4"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node=2"]
+    two = pretrain(*common, "--grad-accum", "2", "--out", str(tmp_path / "two"),
+                   launcher=torchrun)
+    finish(two, timeout=300)
+    finish(pretrain(*common, "--grad-accum", "4", "--out", str(tmp_path / "one")))
+    (a, a_weights), (b, b_weights) = final_state(tmp_path / "two"), final_state(tmp_path / "one")
+    assert a["history"]["loss"] == pytest.approx(b["history"]["loss"], abs=1e-5)
+    assert max((a_weights[k] - b_weights[k]).abs().max().item() for k in a_weights) < 1e-5
+
+
+def test_help_documents_every_setting():
+    out = subprocess.run([sys.executable, "-m", "llmlib", "pretrain", "--help"], env=ENV,
+                         capture_output=True, text=True, timeout=60).stdout
+    for flag in ("--n-layer", "--n-embd", "--context-length", "--batch-size", "--max-steps",
+                 "--lr", "--tokenizer", "--config", "--out", "--resume", "--device", "--seed",
+                 "--grad-accum", "--schedule", "--compile", "--no-compile", "--dtype"):
+        assert flag in out, flag
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--n-embd", "31"], "n_embd=31 is not divisible by n_head=2"),
+    (["--schedule", "linear"], "invalid choice: 'linear'"),
+    (["--lr", "fast"], "invalid float value: 'fast'"),
+    (["--warmup-steps", "50", "--max-steps", "10"], "warmup_steps must be in [0, max_steps)"),
+])
+def test_bad_settings_fail_before_anything_is_written(tmp_path, args, message):
+    process = pretrain(*args, "--out", str(tmp_path / "run"))
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 2 and message in err, out + err
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_files_and_existing_runs(tmp_path):
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"max_steps": 4, "learning_rate": 0.1}))
+    process = pretrain("--config", str(config), "--out", str(tmp_path / "run"))
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 2 and "unknown setting(s) ['learning_rate']" in err
+    config.write_text(json.dumps({"max_steps": 4, "eval_interval": 2, "checkpoint_interval": 2,
+                                  "batch_size": 2}))
+    out = finish(pretrain("--config", str(config), "--max-steps", "6", "--out",
+                          str(tmp_path / "run")))
+    assert "step 6: val loss" in out  # the flag overrode the file
+    process = pretrain("--config", str(config), "--out", str(tmp_path / "run"))
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 2 and "already holds a run: pass --resume" in err
+    config.write_text("{not json")
+    process = pretrain("--config", str(config), "--out", str(tmp_path / "other"))
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 2 and "is not valid JSON" in err
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    run = tmp_path / "run"
+    process = pretrain("--max-steps", "5000", "--checkpoint-interval", "1000", "--out", str(run))
+    deadline = time.time() + 120
+    while not (run / "best" / "train_state.pt").exists() and time.time() < deadline:
+        time.sleep(0.01)  # best/ is written by the evaluation at step 0: training has started
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    out = finish(process)
+    assert "stopped early; continue with: llmlib pretrain --resume" in out
+    step = torch.load(run / "last" / "train_state.pt", weights_only=True)["step"]
+    assert 0 < step < 5000
