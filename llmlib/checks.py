@@ -11,10 +11,23 @@ only.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
+
+
+def dataclass_fields(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` as keyword arguments for the dataclass `cls` (a config read from JSON): an unknown
+    key is an error that lists the fields, not a silently dropped setting."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; "
+                         f"the fields are {sorted(known)}")
+    return dict(values)
 
 
 def positive_int(name: str, value: Any) -> int:

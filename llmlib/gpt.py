@@ -14,7 +14,7 @@ import math
 import operator
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llmlib.blocks import LayerNorm, TransformerBlock
-from llmlib.checks import dropout_rate, head_size, positive_int, token_ids
+from llmlib.checks import dataclass_fields, dropout_rate, head_size, positive_int, token_ids
 from llmlib.data import GPTEmbedding
 
 # name -> the fields that differ from GPTConfig's defaults (which are GPT-2's). `smoke` and `small`
@@ -85,12 +85,7 @@ class GPTConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> GPTConfig:
         """The inverse of `to_dict`; unknown keys are an error, not silently dropped."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown GPTConfig field(s) {unknown}; "
-                             f"the fields are {sorted(known)}")
-        return cls(**values)
+        return cls(**dataclass_fields(cls, values))
 
 
 class GPTBody(GPTEmbedding):

@@ -13,7 +13,7 @@ import random
 import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from llmlib.bpe import BPETokenizer
-from llmlib.checks import positive_int
+from llmlib.checks import dataclass_fields, positive_int
 from llmlib.corpus import list_works
 from llmlib.data import encode_documents, split_by_works
 from llmlib.device import synchronize
@@ -84,12 +84,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
         """The inverse of `asdict`; unknown keys are an error, not silently dropped."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {unknown}; "
-                             f"the fields are {sorted(known)}")
-        return cls(**values)
+        return cls(**dataclass_fields(cls, values))
 
 
 @dataclass

@@ -254,3 +254,22 @@ def test_compile_falls_back_where_it_fails(corpus, monkeypatch):
     monkeypatch.setattr(torch, "compile", broken)
     with pytest.warns(UserWarning, match="torch.compile is unavailable here"):
         assert compiled(model, torch.zeros(1, 4, dtype=torch.long)) is model
+
+
+def test_a_compiled_run_checkpoints_the_model_without_the_wrappers_prefix(corpus, tmp_path,
+                                                                          monkeypatch):
+    class Wrapper(torch.nn.Module):  # what torch.compile returns: the model under `_orig_mod`
+        def __init__(self, module):
+            super().__init__()
+            self._orig_mod = module
+
+        def forward(self, *args):
+            return self._orig_mod(*args)
+
+    monkeypatch.setattr(torch, "compile", Wrapper)
+    pretrain(tiny(corpus), quick(compile=True), tmp_path, corpus=corpus, progress=False)
+    from safetensors.torch import load_file
+
+    keys = load_file(str(tmp_path / "last" / "model.safetensors")).keys()
+    assert keys and not any("_orig_mod" in k for k in keys)
+    GPT.load(tmp_path / "last")  # and it loads into a plain GPT
