@@ -24,7 +24,7 @@ import torch.nn as nn
 from llmlib.bpe import BPETokenizer
 from llmlib.checks import dataclass_fields, positive_int
 from llmlib.corpus import list_works
-from llmlib.data import encode_documents, split_by_works
+from llmlib.data import encode_documents, split_by_works, to_device
 from llmlib.device import synchronize
 from llmlib.gpt import GPT, GPTConfig, count_parameters
 from llmlib.tokenizers import ENDOFTEXT, CharTokenizer
@@ -138,13 +138,11 @@ def batch_starts(generator: torch.Generator, n_tokens: int, cfg: TrainConfig,
 
 def windows(ids: torch.Tensor, starts: torch.Tensor, context_length: int,
             device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """x, y of shape (B, T) for windows starting at `starts` (B,): y is x shifted by one."""
+    """x, y of shape (B, T) for windows starting at `starts` (B,): y is x shifted by one, moved
+    to `device` by chapter 2's `to_device` (asynchronously from pinned memory on CUDA)."""
     rows = ids[starts[:, None] + torch.arange(context_length + 1)]  # (B, T + 1)
-    x, y = rows[:, :-1], rows[:, 1:]
-    if device.type == "cuda":
-        return (x.pin_memory().to(device, non_blocking=True),
-                y.pin_memory().to(device, non_blocking=True))
-    return x.to(device), y.to(device)
+    x, y = to_device((rows[:, :-1], rows[:, 1:]), device)
+    return x, y
 
 
 def fixed_batches(ids: torch.Tensor, n_batches: int, batch_size: int, context_length: int,
