@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from llmlib.checks import positive_int, token_ids
 from llmlib.gpt import GPT
-from llmlib.kvcache import KVCache, decode_head, forward_cached, positions_of
+from llmlib.kvcache import (KVCache, decode_head, forward_cached, forward_static,
+                            positions_of)
 from llmlib.sampling import Sampling
 
 
@@ -47,12 +48,20 @@ class Decoder:
     """One generation, step by step: `first()` encodes the prompts and returns the logits (B, V)
     for the first new token; `next(tokens)` appends the chosen tokens (B,) and returns the
     logits for the following one. Holds ids (B, T) left-padded, their mask (B, T) and the cache;
-    use_cache=False recomputes the window at every step instead."""
+    use_cache=False recomputes the window at every step instead.
 
-    def __init__(self, model: GPT, rows: list[list[int]], use_cache: bool):
-        self.model, self.use_cache = model, use_cache
-        self.window = model.config.context_length
+    static=True takes each step with `forward_static` (fixed shapes); cuda_graph=True, on CUDA,
+    also captures that step once as a CUDA graph and replays it, so that a step costs one launch
+    instead of hundreds."""
+
+    def __init__(self, model: GPT, rows: list[list[int]], use_cache: bool = True,
+                 static: bool = False, cuda_graph: bool = False):
         device = model.lm_head.weight.device
+        if cuda_graph and device.type != "cuda":
+            raise ValueError(f"cuda_graph needs the model on a CUDA device, not {device.type}")
+        self.model, self.use_cache = model, use_cache
+        self.static, self.cuda_graph = static or cuda_graph, cuda_graph
+        self.window = model.config.context_length
         if max(map(len, rows)) > self.window:
             warnings.warn(f"a prompt is longer than the context ({self.window} tokens): the model "
                           "sees its last tokens only", stacklevel=3)
@@ -65,15 +74,26 @@ class Decoder:
         self.padded = not bool(self.mask.all())
         self.cache: KVCache | None = None
         self.head = decode_head(model)  # one copy per call: the weights may change between calls
+        self.graph: Any = None
 
     def _prefill(self, keep: int) -> torch.Tensor:
-        """Encode the last `keep` tokens from scratch into a fresh cache; logits (B, V)."""
+        """Encode the last `keep` tokens from scratch into the cache; logits (B, V). A cached
+        decoder reuses its buffers (a captured graph holds their addresses)."""
         ids, mask = self.ids[:, -keep:], self.mask[:, -keep:]
-        capacity = self.window if self.use_cache else keep
-        self.cache = KVCache(self.model, ids.size(0), capacity)
+        if self.use_cache and self.cache is not None:
+            self.cache.length = 0
+        else:
+            capacity = self.window if self.use_cache else keep
+            self.cache = KVCache(self.model, ids.size(0), capacity, zeroed=self.static)
         padded = not bool(mask.all())
         logits = forward_cached(self.model, ids, self.cache, positions_of(mask),
                                 mask if padded else None, self.head, last_only=True)
+        if self.static:  # the keys a static step may attend to: the window's real tokens
+            if not hasattr(self, "valid"):
+                self.valid = torch.zeros(ids.size(0), self.cache.capacity, dtype=torch.bool,
+                                         device=ids.device)
+            self.valid.zero_()  # in place: a captured graph reads this very tensor
+            self.valid[:, :keep] = mask
         return logits[:, -1]
 
     def first(self) -> torch.Tensor:
@@ -92,8 +112,42 @@ class Decoder:
             position = positions_of(key_mask)[:, -1:]
         else:
             key_mask, position = None, torch.full_like(new[:, None], self.cache.length)
+        if self.static:
+            return self._static_step(new[:, None], position)
         return forward_cached(self.model, new[:, None], self.cache, position, key_mask,
                               self.head, last_only=True)[:, -1]
+
+    def _static_step(self, token: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        slot = self.cache.length
+        self.valid[:, slot] = True
+        inputs = (token, position, torch.tensor([slot], device=token.device), self.valid)
+        if not self.cuda_graph:
+            logits = forward_static(self.model, *inputs, self.cache, self.head)
+        else:
+            if self.graph is None:
+                self._capture(*inputs)
+            for static_input, value in zip(self.graph_inputs, inputs):
+                static_input.copy_(value)
+            self.graph.replay()
+            logits = self.graph_logits.clone()
+        self.cache.advance(1)
+        return logits
+
+    def _capture(self, *inputs: torch.Tensor) -> None:
+        """Record one static step as a CUDA graph, on copies of the inputs that each replay
+        refills. Warm-up runs first on a side stream (PyTorch's recipe); they write the slot
+        that the real step then overwrites."""
+        self.graph_inputs = [x.clone() for x in inputs[:3]] + [self.valid]
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                forward_static(self.model, *self.graph_inputs, self.cache, self.head)
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.graph_logits = forward_static(self.model, *self.graph_inputs, self.cache,
+                                               self.head)
 
 
 def _sampling(sampling: Sampling | None, settings: dict[str, Any]) -> Sampling:
@@ -105,7 +159,8 @@ def _sampling(sampling: Sampling | None, settings: dict[str, Any]) -> Sampling:
 @torch.no_grad()
 def stream(model: GPT, prompt: Any, max_new_tokens: int, sampling: Sampling | None = None, *,
            stop_tokens: Sequence[int] = (), generator: torch.Generator | None = None,
-           use_cache: bool = True, **settings: Any) -> Iterator[torch.Tensor]:
+           use_cache: bool = True, cuda_graph: bool = False, **settings: Any
+           ) -> Iterator[torch.Tensor]:
     """Yield the next token ids (B,) one step at a time, `max_new_tokens` steps at most, until
     every row has produced one of `stop_tokens`. Rows that stopped keep yielding their stop
     token. Settings: `Sampling`'s fields (temperature=0 is greedy) or `sampling=`."""
@@ -119,7 +174,7 @@ def stream(model: GPT, prompt: Any, max_new_tokens: int, sampling: Sampling | No
     was_training = model.training
     model.eval()
     try:
-        decoder = Decoder(model, rows, use_cache)
+        decoder = Decoder(model, rows, use_cache, cuda_graph=cuda_graph)
         done = torch.zeros(len(rows), dtype=torch.bool, device=stops.device)
         logits = decoder.first() if max_new_tokens else None
         for step in range(max_new_tokens):
@@ -138,7 +193,7 @@ def stream(model: GPT, prompt: Any, max_new_tokens: int, sampling: Sampling | No
 def generate(model: GPT, prompt: Any, max_new_tokens: int, sampling: Sampling | None = None, *,
              stop_tokens: Sequence[int] = (), stop_strings: Sequence[str] = (),
              tokenizer: Any = None, generator: torch.Generator | None = None,
-             use_cache: bool = True, **settings: Any) -> Any:
+             use_cache: bool = True, cuda_graph: bool = False, **settings: Any) -> Any:
     """The prompt followed by up to `max_new_tokens` generated tokens, in the prompt's form: a
     list of ids -> a list; a list of lists (any lengths: left-padded in one batch) -> a list of
     lists; a 1-D tensor -> 1-D; (B, T) -> (B, T + n) (rows that stopped early are padded with
@@ -148,7 +203,8 @@ def generate(model: GPT, prompt: Any, max_new_tokens: int, sampling: Sampling | 
     Settings: `Sampling`'s fields (temperature=0 is greedy, top_k, top_p, min_p) or `sampling=`;
     `generator` makes sampling reproducible. With `use_cache=False` every step recomputes the
     whole sequence (chapter 5's way). Past the context, the model sees the last tokens only:
-    the cache then slides by half a context and re-encodes what it keeps."""
+    the cache then slides by half a context and re-encodes what it keeps. cuda_graph=True (CUDA
+    only) replays each decode step as one captured CUDA graph (`Decoder`)."""
     if stop_strings and tokenizer is None:
         raise ValueError("stop_strings need the tokenizer (tokenizer=...) to read the text")
     rows, form = _as_batch(model, prompt)
@@ -156,7 +212,7 @@ def generate(model: GPT, prompt: Any, max_new_tokens: int, sampling: Sampling | 
     finished = [False] * len(rows)
     longest = max((len(s) for s in stop_strings), default=0)
     steps = stream(model, prompt, max_new_tokens, sampling, stop_tokens=stop_tokens,
-                   generator=generator, use_cache=use_cache, **settings)
+                   generator=generator, use_cache=use_cache, cuda_graph=cuda_graph, **settings)
     for step_ids in steps:
         for b, token in enumerate(step_ids.tolist()):
             if finished[b]:
@@ -287,6 +343,8 @@ def register(subcommands: Any) -> None:
     parser.add_argument("--seed", type=int, default=1337, help="the sampling seed")
     parser.add_argument("--stream", action="store_true", help="print tokens as they come")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the fastest here)")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="replay each decode step as a captured CUDA graph (CUDA only)")
     parser.set_defaults(run=generate_command)
 
 
@@ -301,6 +359,9 @@ def generate_command(args: Any) -> int:
         raise ValueError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
     if args.beams is not None:
         positive_int("--beams", args.beams)
+        if args.cuda_graph:
+            raise ValueError("--cuda-graph speeds up sampling and greedy decoding; --beams does "
+                             "not use it: drop one of them")
         if (args.top_k, args.top_p, args.min_p) != (None, None, None):
             raise ValueError("--beams searches, it does not sample: drop --top-k/--top-p/--min-p")
         sampling = None
@@ -338,7 +399,8 @@ def generate_command(args: Any) -> int:
             _print_stream(model, tokenizer, text, args, sampling, stops, generator)
         else:
             out = generate(model, ids, args.max_new_tokens, sampling, tokenizer=tokenizer,
-                           stop_tokens=stops, stop_strings=args.stop, generator=generator)
+                           stop_tokens=stops, stop_strings=args.stop, generator=generator,
+                           cuda_graph=args.cuda_graph)
             print(text + _cut(tokenizer.decode(out[len(ids):]), args.stop))
     return 0
 
@@ -350,7 +412,7 @@ def _print_stream(model: GPT, tokenizer: Any, text: str, args: Any, sampling: Sa
     hold = max(map(len, args.stop), default=1) - 1
     new, printed = "", 0
     for piece in stream_text(model, tokenizer, text, args.max_new_tokens, sampling=sampling,
-                             stop_tokens=stops, generator=generator):
+                             stop_tokens=stops, generator=generator, cuda_graph=args.cuda_graph):
         new += piece
         if _cut(new, args.stop) != new:
             new = _cut(new, args.stop)

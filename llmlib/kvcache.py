@@ -7,7 +7,10 @@ position of compute instead of the whole sequence."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+import torch.nn.functional as F
 
 from llmlib.attention import attention_sdpa
 from llmlib.gpt import GPT
@@ -19,13 +22,14 @@ class KVCache:
     `length` positions are filled. Memory: 2 · layers · batch · capacity · width · bytes."""
 
     def __init__(self, model: GPT, batch_size: int, capacity: int,
-                 dtype: torch.dtype | None = None):
+                 dtype: torch.dtype | None = None, zeroed: bool = False):
         c = model.config
         weight = model.lm_head.weight
         shape = (c.n_layer, batch_size, c.n_head, capacity, c.n_embd // c.n_head)
-        # empty, not zeros: only the filled part is ever read, and zeroing costs a write
-        self.k = torch.empty(shape, dtype=dtype or weight.dtype, device=weight.device)
-        self.v = torch.empty_like(self.k)
+        # empty, not zeros: only the filled part is read (but `forward_static` reads it all)
+        make = torch.zeros if zeroed else torch.empty
+        self.k = make(shape, dtype=dtype or weight.dtype, device=weight.device)
+        self.v = torch.zeros_like(self.k) if zeroed else torch.empty_like(self.k)
         self.length = 0
 
     @property
@@ -79,19 +83,30 @@ def forward_cached(model: GPT, idx: torch.Tensor, cache: KVCache, positions: tor
     if key_mask is not None:  # (B, 1, t, past + t): padding and causality
         causal = torch.ones(t, past + t, dtype=torch.bool, device=idx.device).tril(past)
         mask = key_mask[:, None, None, :] & causal
-    for layer, block in enumerate(body.h):
-        attn = block.attn
-        B, _, C = x.shape
-        q, k, v = attn.c_attn(block.ln_1(x)).split(C, dim=2)  # 3 × (B, t, C)
-        q, k, v = (z.view(B, t, attn.n_head, attn.head_dim).transpose(1, 2) for z in (q, k, v))
+
+    def attend(layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         keys, values = cache.store(layer, k, v)  # (B, H, past + t, D)
         # one new token sees every cached one: no mask; a fresh prompt is plainly causal
-        y = attention_sdpa(q, keys, values, mask, is_causal=mask is None and t > 1)
-        x = x + attn.c_proj(y.transpose(1, 2).reshape(B, t, C))
-        x = x + block.mlp(block.ln_2(x))
+        return attention_sdpa(q, keys, values, mask, is_causal=mask is None and t > 1)
+
+    x = _blocks(model, x, attend)
     cache.advance(t)
     x = body.ln_f(x[:, -1:] if last_only else x)
     return model.lm_head(x) if head is None else x @ head
+
+
+def _blocks(model: GPT, x: torch.Tensor, attend: Any) -> torch.Tensor:
+    """The blocks of `model` on x (B, t, C), with attention done by attend(layer, q, k, v) on
+    (B, H, t, D) tensors, returning (B, H, t, D): the only part a cache changes."""
+    for layer, block in enumerate(model.transformer.h):
+        attn = block.attn
+        B, t, C = x.shape
+        q, k, v = attn.c_attn(block.ln_1(x)).split(C, dim=2)  # 3 × (B, t, C)
+        q, k, v = (z.view(B, t, attn.n_head, attn.head_dim).transpose(1, 2) for z in (q, k, v))
+        y = attend(layer, q, k, v)
+        x = x + attn.c_proj(y.transpose(1, 2).reshape(B, t, C))
+        x = x + block.mlp(block.ln_2(x))
+    return x
 
 
 def decode_head(model: GPT) -> torch.Tensor | None:
@@ -101,3 +116,24 @@ def decode_head(model: GPT) -> torch.Tensor | None:
     much of a step's time. Elsewhere None: GPU kernels read both layouts well."""
     weight = model.lm_head.weight
     return weight.detach().t().contiguous() if weight.device.type == "cpu" else None
+
+
+def forward_static(model: GPT, token: torch.Tensor, position: torch.Tensor, slot: torch.Tensor,
+                   valid: torch.Tensor, cache: KVCache, head: torch.Tensor | None = None
+                   ) -> torch.Tensor:
+    """One decode step whose shapes never change, so that it can be captured once as a CUDA
+    graph and replayed: token and position (B, 1), slot (1,) the cache column to write, valid
+    (B, capacity) bool, True at the keys to attend to (the new one included). Attention runs over
+    the whole buffer under that mask, so the cache must be `zeroed` (garbage could hold NaN).
+    Returns logits (B, V); advancing `cache.length` is the caller's job."""
+    body = model.transformer
+    x = body.wte(token) + body.wpe(position)  # (B, 1, C)
+    mask = valid[:, None, None, :]  # (B, 1, 1, capacity)
+
+    def attend(layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        cache.k[layer].index_copy_(2, slot, k)  # a device-side index: no shape depends on it
+        cache.v[layer].index_copy_(2, slot, v)
+        return F.scaled_dot_product_attention(q, cache.k[layer], cache.v[layer], attn_mask=mask)
+
+    x = body.ln_f(_blocks(model, x, attend))
+    return (model.lm_head(x) if head is None else x @ head)[:, -1]

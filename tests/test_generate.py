@@ -21,7 +21,7 @@ from llmlib import cli
 from llmlib.generate import Decoder, beam_search, generate, stream, stream_text
 from llmlib.gpt import GPT, GPTConfig
 from llmlib.gpt2 import config_from_hf, load_gpt2
-from llmlib.kvcache import KVCache, decode_head, forward_cached, positions_of
+from llmlib.kvcache import KVCache, decode_head, forward_cached, forward_static, positions_of
 from llmlib.sampling import (
     Sampling,
     distinct_n,
@@ -423,5 +423,48 @@ def test_cli_help_documents_every_flag(capsys):
     out = capsys.readouterr().out
     for flag in ("--model", "--prompt", "--max-new-tokens", "--temperature", "--top-k", "--top-p",
                  "--min-p", "--beams", "--length-penalty", "--stop", "--seed", "--stream",
-                 "--device"):
+                 "--device", "--cuda-graph"):
         assert flag in out
+
+
+# ---------------------------------------------------------------- the static step (CUDA graphs)
+
+
+def test_the_static_step_equals_the_dynamic_one_past_the_context(model):
+    torch.manual_seed(8)
+    rows = [torch.randint(0, 50, (n,)).tolist() for n in (3, 12)]
+    runs = []
+    for static in (False, True):
+        decoder = Decoder(model, rows, static=static)
+        logits, tokens = decoder.first(), []
+        for _ in range(3 * model.config.context_length):
+            tokens.append(logits.argmax(-1))
+            logits = decoder.next(tokens[-1])
+        runs.append((torch.stack(tokens, 1), logits))
+    assert torch.equal(runs[0][0], runs[1][0])
+    assert (runs[0][1] - runs[1][1]).abs().max() < 1e-5
+
+
+def test_forward_static_matches_forward_cached_step(model):
+    torch.manual_seed(9)
+    ids = torch.randint(0, 50, (2, 8))
+    dynamic, static = KVCache(model, 2, 32), KVCache(model, 2, 32, zeroed=True)
+    forward_cached(model, ids[:, :7], dynamic, torch.arange(7).expand(2, 7))
+    forward_cached(model, ids[:, :7], static, torch.arange(7).expand(2, 7))
+    valid = torch.zeros(2, 32, dtype=torch.bool)
+    valid[:, :8] = True
+    expected = forward_cached(model, ids[:, 7:], dynamic, torch.full((2, 1), 7))[:, -1]
+    got = forward_static(model, ids[:, 7:], torch.full((2, 1), 7), torch.tensor([7]), valid,
+                         static)
+    assert (got - expected).abs().max() < 1e-5
+    torch.testing.assert_close(static.k[:, :, :, :8], dynamic.k[:, :, :, :8], atol=1e-5, rtol=0)
+
+
+def test_cuda_graph_needs_cuda(model, saved, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="CUDA device"):
+        generate(model, [1, 2], 3, temperature=0, cuda_graph=True)
+    folder, _, _ = saved
+    assert cli.main(["generate", "--model", str(folder), "--prompt", "ab", "--cuda-graph"]) == 2
+    assert "CUDA device" in capsys.readouterr().err
