@@ -13,11 +13,13 @@ preset's shape (6 layers, 6 heads, 384 wide) with 85 ids, but a context of 512 i
 that prompt + 500 tokens fit in the context of both models (neither slides a window). The
 Hugging Face model is built first and llmlib's GPT loaded from it (llmlib.gpt2.load_gpt2): the
 same weights. The model's bos/eos ids are None, so nothing stops early and no token is masked.
-Four candidates per case:
+Four candidates per case (five on CUDA):
   - llmlib cached:    llmlib.generate.generate(model, prompt, N, temperature=0)
   - llmlib no-cache:  the same with use_cache=False (the whole sequence recomputed every step)
   - HF cached:        hf.generate(prompt, max_new_tokens=N, min_new_tokens=N, do_sample=False)
   - HF no-cache:      the same with use_cache=False
+  - llmlib CUDA graph (CUDA only): generate(..., cuda_graph=True), the static step replayed as a
+    captured CUDA graph; it must give the cached ids
 Before timing, llmlib cached and HF cached must give the same ids; llmlib no-cache (and HF
 no-cache) are checked against them with the result of their timed run. The cached pair is timed
 in --rounds alternating rounds after a warm-up call; the no-cache pair, minutes per call at 124M on
@@ -57,6 +59,7 @@ CASES: dict[str, GPTConfig] = {
 PROMPT_TOKENS = 10
 CACHED = ("llmlib cached", "HF cached")
 NO_CACHE = ("llmlib no-cache", "HF no-cache")
+GRAPH = "llmlib CUDA graph"  # CUDA only
 
 
 def build(case: str, device: torch.device, seed: int = 0) -> tuple[nn.Module, nn.Module]:
@@ -86,12 +89,15 @@ def candidates(ours: nn.Module, hf: nn.Module, prompt: torch.Tensor,
         return hf.generate(prompt, attention_mask=mask, max_new_tokens=n, min_new_tokens=n,
                            do_sample=False, pad_token_id=0, use_cache=use_cache).cpu()
 
-    return {
+    runs = {
         "llmlib cached": lambda: generate(ours, prompt, n, temperature=0).cpu(),
         "HF cached": lambda: hf_run(True),
         "llmlib no-cache": lambda: generate(ours, prompt, n, temperature=0, use_cache=False).cpu(),
         "HF no-cache": lambda: hf_run(False),
     }
+    if prompt.is_cuda:  # the static step replayed as one captured CUDA graph
+        runs[GRAPH] = lambda: generate(ours, prompt, n, temperature=0, cuda_graph=True).cpu()
+    return runs
 
 
 def curve(ours: nn.Module, prompt: torch.Tensor, n: int, use_cache: bool,
@@ -115,12 +121,15 @@ def time_case(case: str, device: torch.device, n: int, rounds: int,
     prompt = torch.randint(cfg.vocab_size, (1, PROMPT_TOKENS),
                            generator=torch.Generator().manual_seed(1)).to(device)
     runs = candidates(ours, hf, prompt, n)
-    first = {name: runs[name]() for name in CACHED}  # the check, and the warm-up of the timing
+    cached = CACHED + ((GRAPH,) if GRAPH in runs else ())
+    first = {name: runs[name]() for name in cached}  # the check, and the warm-up of the timing
     reference = first["llmlib cached"]
     assert reference.shape == (1, PROMPT_TOKENS + n), reference.shape
     assert torch.equal(reference, first["HF cached"]), \
         f"{case}: llmlib cached and HF cached generate different ids"
-    timings = time_alternating({name: runs[name] for name in CACHED}, device, rounds,
+    if GRAPH in first:
+        assert torch.equal(reference, first[GRAPH]), f"{case}: the CUDA graph generates other ids"
+    timings = time_alternating({name: runs[name] for name in cached}, device, rounds,
                                warmup=False)
     timings |= time_alternating({name: runs[name] for name in NO_CACHE}, device, nocache_rounds,
                                 warmup=False)
@@ -177,13 +186,13 @@ def main(argv: list[str] | None = None) -> int:
                       for c in (True, False)}
         print(f"{case}: done", flush=True)
 
-    header = (f"\n{'case':6s} {'candidate':16s} {'runs':>4s} {'fastest s':>10s} {'median s':>9s} "
+    header = (f"\n{'case':6s} {'candidate':17s} {'runs':>4s} {'fastest s':>10s} {'median s':>9s} "
               f"{'tok/s fastest':>13s} {'tok/s median':>12s}")
     print(header)
     print("-" * (len(header) - 1))
     for case, timings in results.items():
         for name, t in timings.items():
-            print(f"{case:6s} {name:16s} {len(t.times):4d} {t.fastest:10.2f} {t.median:9.2f} "
+            print(f"{case:6s} {name:17s} {len(t.times):4d} {t.fastest:10.2f} {t.median:9.2f} "
                   f"{n / t.fastest:13.1f} {n / t.median:12.1f}")
     header = (f"\n{'case':6s} {'llmlib cached / HF cached':>26s} "
               f"{'llmlib cached / no-cache':>25s} {'HF cached / no-cache':>21s}")
@@ -197,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{case:6s} {ratio(t, 'llmlib cached', 'HF cached'):>26s} "
               f"{ratio(t, 'llmlib cached', 'llmlib no-cache'):>25s} "
               f"{ratio(t, 'HF cached', 'HF no-cache'):>21s}")
+        if GRAPH in t:
+            print(f"{case:6s} {GRAPH} / HF cached: {ratio(t, GRAPH, 'HF cached')} (target on "
+                  "one H100, gpt2: >= 1,000 tok/s)")
     print("ratios of tokens/s from the fastest runs [medians in brackets]; > 1: the first is "
           "faster. Targets: llmlib cached / HF cached >= 1, llmlib cached / no-cache >= 5 at 500 "
           "tokens on a CPU.")
