@@ -75,6 +75,7 @@ class Decoder:
         self.cache: KVCache | None = None
         self.head = decode_head(model)  # one copy per call: the weights may change between calls
         self.graph: Any = None
+        self.valid: torch.Tensor | None = None  # static mode: (B, capacity), the keys to attend
 
     def _prefill(self, keep: int) -> torch.Tensor:
         """Encode the last `keep` tokens from scratch into the cache; logits (B, V). A cached
@@ -89,7 +90,7 @@ class Decoder:
         logits = forward_cached(self.model, ids, self.cache, positions_of(mask),
                                 mask if padded else None, self.head, last_only=True)
         if self.static:  # the keys a static step may attend to: the window's real tokens
-            if not hasattr(self, "valid"):
+            if self.valid is None:
                 self.valid = torch.zeros(ids.size(0), self.cache.capacity, dtype=torch.bool,
                                          device=ids.device)
             self.valid.zero_()  # in place: a captured graph reads this very tensor
@@ -388,34 +389,34 @@ def generate_command(args: Any) -> int:
             raise ValueError(f"this model's tokenizer cannot encode the prompt: {err}") from None
     eot = tokenizer.special_tokens.get(ENDOFTEXT)
     stops = [] if eot is None else [eot]
-    args.stop = list(args.stop) + ([] if eot is None else [ENDOFTEXT])  # not printed
+    cut_at = list(args.stop) + ([] if eot is None else [ENDOFTEXT])  # neither is printed
     generator = torch.Generator().manual_seed(args.seed)
     for text, ids in zip(prompts, encoded):
         if args.beams is not None:
             out, _ = beam_search(model, ids, args.max_new_tokens, args.beams,
                                  length_penalty=args.length_penalty, eos_token_id=eot)
-            print(text + _cut(tokenizer.decode(out[len(ids):]), args.stop))
+            print(text + _cut(tokenizer.decode(out[len(ids):]), cut_at))
         elif args.stream:
-            _print_stream(model, tokenizer, text, args, sampling, stops, generator)
+            _print_stream(model, tokenizer, text, args, sampling, stops, cut_at, generator)
         else:
             out = generate(model, ids, args.max_new_tokens, sampling, tokenizer=tokenizer,
                            stop_tokens=stops, stop_strings=args.stop, generator=generator,
                            cuda_graph=args.cuda_graph)
-            print(text + _cut(tokenizer.decode(out[len(ids):]), args.stop))
+            print(text + _cut(tokenizer.decode(out[len(ids):]), cut_at))
     return 0
 
 
 def _print_stream(model: GPT, tokenizer: Any, text: str, args: Any, sampling: Sampling,
-                  stops: list[int], generator: torch.Generator) -> None:
+                  stops: list[int], cut_at: list[str], generator: torch.Generator) -> None:
     """Print the continuation as it comes, holding back what could begin a stop string."""
     print(text, end="", flush=True)
-    hold = max(map(len, args.stop), default=1) - 1
+    hold = max(map(len, cut_at), default=1) - 1
     new, printed = "", 0
     for piece in stream_text(model, tokenizer, text, args.max_new_tokens, sampling=sampling,
                              stop_tokens=stops, generator=generator, cuda_graph=args.cuda_graph):
         new += piece
-        if _cut(new, args.stop) != new:
-            new = _cut(new, args.stop)
+        if _cut(new, cut_at) != new:
+            new = _cut(new, cut_at)
             break
         if len(new) - hold > printed:
             print(new[printed:len(new) - hold], end="", flush=True)
