@@ -373,6 +373,7 @@ def generate_command(args: Any) -> int:
         raise FileNotFoundError(f"{folder} has no tokenizer.json: pass a folder written by "
                                 "GPT.save(dir, tokenizer=...) or a run's best/ or last/")
     tokenizer = Tokenizer.load(folder / "tokenizer.json")
+    template = _prompt_template(folder)
     model = GPT.load(folder, device=args.device or get_device())
     if args.prompt is not None:
         prompts = [args.prompt]
@@ -384,7 +385,7 @@ def generate_command(args: Any) -> int:
     encoded = []
     for text in prompts:  # all prompts are checked before anything is generated
         try:
-            encoded.append(tokenizer.encode(text))
+            encoded.append(tokenizer.encode(template.replace("{prompt}", text)))
         except ValueError as err:
             raise ValueError(f"this model's tokenizer cannot encode the prompt: {err}") from None
     eot = tokenizer.special_tokens.get(ENDOFTEXT)
@@ -392,24 +393,48 @@ def generate_command(args: Any) -> int:
     cut_at = list(args.stop) + ([] if eot is None else [ENDOFTEXT])  # neither is printed
     generator = torch.Generator().manual_seed(args.seed)
     for text, ids in zip(prompts, encoded):
+        shown = text if template == "{prompt}" else ""  # a finetuned model prints its answer
         if args.beams is not None:
             out, _ = beam_search(model, ids, args.max_new_tokens, args.beams,
                                  length_penalty=args.length_penalty, eos_token_id=eot)
-            print(text + _cut(tokenizer.decode(out[len(ids):]), cut_at))
+            print(shown + _cut(tokenizer.decode(out[len(ids):]), cut_at))
         elif args.stream:
-            _print_stream(model, tokenizer, text, args, sampling, stops, cut_at, generator)
+            _print_stream(model, tokenizer, template.replace("{prompt}", text), shown, args,
+                          sampling, stops, cut_at, generator)
         else:
             out = generate(model, ids, args.max_new_tokens, sampling, tokenizer=tokenizer,
                            stop_tokens=stops, stop_strings=args.stop, generator=generator,
                            cuda_graph=args.cuda_graph)
-            print(text + _cut(tokenizer.decode(out[len(ids):]), cut_at))
+            print(shown + _cut(tokenizer.decode(out[len(ids):]), cut_at))
     return 0
 
 
-def _print_stream(model: GPT, tokenizer: Any, text: str, args: Any, sampling: Sampling,
-                  stops: list[int], cut_at: list[str], generator: torch.Generator) -> None:
-    """Print the continuation as it comes, holding back what could begin a stop string."""
-    print(text, end="", flush=True)
+def _prompt_template(folder: Any) -> str:
+    """How the model wants its prompt: "{prompt}" (as it is) for a pretrained model; a model
+    finetuned on instructions (chapter 8) names its template in finetune.json."""
+    import json
+
+    path = folder / "finetune.json"
+    if not path.is_file():
+        return "{prompt}"
+    try:
+        template = json.loads(path.read_text(encoding="utf-8")).get("prompt_template",
+                                                                     "{prompt}")
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
+        raise ValueError(f"{path} is not a JSON object ({err}): finetune the model again, or "
+                         "delete the file to use the model without a template") from None
+    if not isinstance(template, str) or "{prompt}" not in template:
+        raise ValueError(f"{path}: prompt_template must be a string with a {{prompt}} slot, got "
+                         f"{template!r}")
+    return template
+
+
+def _print_stream(model: GPT, tokenizer: Any, text: str, shown: str, args: Any,
+                  sampling: Sampling, stops: list[int], cut_at: list[str],
+                  generator: torch.Generator) -> None:
+    """Print `shown`, then the continuation of `text` as it comes, holding back what could
+    begin a stop string."""
+    print(shown, end="", flush=True)
     hold = max(map(len, cut_at), default=1) - 1
     new, printed = "", 0
     for piece in stream_text(model, tokenizer, text, args.max_new_tokens, sampling=sampling,
