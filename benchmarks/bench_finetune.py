@@ -40,9 +40,7 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -53,7 +51,7 @@ from llmlib.gpt import GPT, GPTConfig, count_parameters, measured_training_memor
 from llmlib.lora import add_lora
 from llmlib.train import TrainConfig, make_optimizer
 
-from common import PeakMemory, Timing, machine, time_alternating
+from common import PeakMemory, Timing, machine, run_again, time_alternating
 
 # name -> (the shape, default batch, default sequence length)
 CASES: dict[str, tuple[GPTConfig, int, int]] = {
@@ -152,14 +150,8 @@ def memory_child(case: str, method: str, batch: int, seq: int) -> dict[str, Any]
 def memory_case(case: str, method: str, batch: int, seq: int,
                 device: torch.device) -> dict[str, Any]:
     """memory_child in a new process of this script (same interpreter, device and threads)."""
-    env = {**os.environ, "LLMLIB_DEVICE": str(device)}
-    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--memory-child", case,
-                          method, "--batch", str(batch), "--seq", str(seq),
-                          "--threads", str(torch.get_num_threads())],
-                         capture_output=True, text=True, env=env)
-    if out.returncode:
-        raise SystemExit(f"the memory child for {case}/{method} failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_again(__file__, ["--memory-child", case, method, "--batch", str(batch),
+                                "--seq", str(seq)], device)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,11 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,7 +34,7 @@ from llmlib.device import get_device
 from llmlib.gpt import GPT, GPTConfig, count_parameters
 from llmlib.gpt2 import load_gpt2
 
-from common import PeakMemory, machine, time_alternating
+from common import PeakMemory, machine, run_again, time_alternating
 
 # name -> (GPTConfig fields, batch, sequence length)
 CASES: dict[str, tuple[dict[str, Any], int, int]] = {
@@ -143,13 +140,7 @@ def memory_child(case: str, which: str) -> dict[str, Any]:
 
 def memory_case(case: str, which: str, device: torch.device) -> dict[str, Any]:
     """memory_child in a new process of this script (same interpreter, device and threads)."""
-    env = {**os.environ, "LLMLIB_DEVICE": str(device)}
-    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--memory-child", case,
-                          which, "--threads", str(torch.get_num_threads())],
-                         capture_output=True, text=True, env=env)
-    if out.returncode:
-        raise SystemExit(f"the memory child for {case}/{which} failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_again(__file__, ["--memory-child", case, which], device)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import json
 import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -232,3 +235,16 @@ class PeakMemory:
         """Bytes the block needed beyond what was in use on entry (>= 0; nan if unknown)."""
         diff = self.peak - self.before
         return diff if math.isnan(diff) else max(0.0, diff)
+
+
+def run_again(script: str, args: list[str], device: torch.device) -> dict[str, Any]:
+    """Run the benchmark `script` (its __file__) again in a fresh process, with the same
+    interpreter, device and torch threads, and return the JSON object of its last output line:
+    how a script measures one case's peak memory without another case's allocations in the way."""
+    env = {**os.environ, "LLMLIB_DEVICE": str(device)}
+    out = subprocess.run([sys.executable, str(Path(script).resolve()), *args,
+                          "--threads", str(torch.get_num_threads())],
+                         capture_output=True, text=True, env=env)
+    if out.returncode:
+        raise SystemExit(f"{Path(script).name} {' '.join(args)} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])

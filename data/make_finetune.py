@@ -8,7 +8,7 @@ Two datasets, each split by whole works (no work is on two sides, chapter 2's ru
 - genre_{train,val,test}.json: passages of PASSAGE_CHARS characters, each starting at a line, as
   {"text", "label", "work"} records, the label being the work's genre;
 - instruct_{train,val,test}.json: Alpaca-style {"instruction", "input", "output", "task", "work"}
-  records for three tasks a small model can learn: a play passage's genre, who speaks last in a
+  records for three tasks a small model can learn: a play passage's genre, who speaks first in a
   short exchange, and which word was blanked out of a line.
 
 The held-out works (VAL_WORKS, TEST_WORKS) are chosen by hand so that every genre has some; chapter
@@ -39,7 +39,7 @@ PASSAGES = {"train": 40, "val": 30, "test": 60}  # per work, at most
 QUESTIONS = {"train": 700, "val": 60, "test": 100}  # per task, over all the split's works
 INSTRUCTIONS = {
     "genre": "Is this passage from a comedy, a history or a tragedy?",
-    "speaker": "Who speaks last in this passage?",
+    "speaker": "Who speaks first in this passage?",
     "cloze": "Which word is missing?",
 }
 BLANK = "____"
@@ -83,17 +83,18 @@ def speeches(text: str) -> list[tuple[str, str]]:
 
 def genre_question(text: str, genre: str, rng: random.Random) -> tuple[str, str]:
     start = rng.choice(line_starts(text))
-    return text[start:start + 120], genre
+    return text[start:start + 200], genre
 
 
 def speaker_question(play: list[tuple[str, str]], rng: random.Random) -> tuple[str, str] | None:
-    """Two to four speeches in a row, at most 160 characters; the answer is the last speaker."""
+    """Two to four speeches in a row by two speakers or more, at most 160 characters; the answer
+    is the first speaker's name, as the text writes it."""
     first = rng.randrange(len(play) - 4)
     picked = play[first:first + rng.randint(2, 4)]
     if len({name for name, _ in picked}) < 2:
         return None
     exchange = "\n".join(f"{name}.\n{speech.strip()}" for name, speech in picked)
-    return (exchange, picked[-1][0]) if len(exchange) <= 160 else None
+    return (exchange, picked[0][0]) if len(exchange) <= 160 else None
 
 
 def cloze_question(text: str, rng: random.Random) -> tuple[str, str] | None:
