@@ -277,7 +277,8 @@ def finetune_command(args: Any) -> int:
     from llmlib.tokenizers import Tokenizer
 
     cfg = FinetuneConfig(epochs=args.epochs, batch_size=args.batch_size, patience=args.patience,
-                         lr=args.lr or (1e-3 if args.lora_rank else 3e-4), seed=args.seed)
+                         lr=(1e-3 if args.lora_rank else 3e-4) if args.lr is None else args.lr,
+                         seed=args.seed)
     if args.lora_rank < 0 or args.freeze_layers < 0:
         raise ValueError("--lora-rank and --freeze-layers must be >= 0")
     if args.lora_rank and args.freeze_layers:

@@ -412,6 +412,7 @@ def test_cli_instruct_then_generate_answers(files, tokenizer, capsys):
     (["--task", "classify", "--data", "{classify}", "--freeze-layers", "5"], "int in [0, 2]"),
     (["--task", "classify", "--data", "{classify}", "--epochs", "0"], "epochs must be"),
     (["--task", "classify", "--data", "{classify}", "--lr", "-1"], "lr > 0"),
+    (["--task", "classify", "--data", "{classify}", "--lr", "0"], "lr > 0"),
     (["--task", "classify", "--data", "{classify}", "--val", "{instruct}"], "has no 'text'"),
     (["--task", "instruct", "--data", "{long}"], "longer context"),
     (["--task", "instruct", "--data", "{unencodable}"], "record 1: the model's tokenizer"),
