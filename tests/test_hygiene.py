@@ -63,6 +63,10 @@ def test_chapter_hygiene(path):
         "(run `python tools/setup_cell.py`)")
     assert any("".join(c["source"]).startswith("#| default_exp ") for c in code), \
         f"{path.name} exports nothing"
+    marked = [i for i, c in enumerate(nb["cells"])
+              if c["cell_type"] == "code" and "NBVAL_CHECK_OUTPUT" in "".join(c["source"])]
+    assert not marked, (f"{path.name}: cells {marked} carry a '# NBVAL_CHECK_OUTPUT' comment, "
+                        "which readers see; give them the 'nbval-check-output' tag instead")
     text = "\n".join(readable_text(cell) for cell in nb["cells"])
     found = ABSOLUTE_PATH.search(text)
     assert not found, f"{path.name} contains an absolute local path: {found.group()}"
