@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # tools/export.py and tools/setup_cell.py are importable in tests
 sys.path.insert(0, str(ROOT / "tools"))
 
-CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+# the numbered chapters (NN_topic.ipynb), then the appendices (A_topic.ipynb, ...), as the book
+CHAPTERS = (sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+            + sorted((ROOT / "chapters").glob("[A-Z]_*.ipynb")))
 
 
 def read_notebook(path: Path) -> dict:

@@ -33,6 +33,33 @@ def toc_files() -> list[str]:
     return files
 
 
+def chapter_title(name: str) -> str:
+    """'# Chapter 3: ' for 03_attention.ipynb, '# Appendix A: ' for A_numpy_gpt.ipynb."""
+    if re.fullmatch(r"[0-9]{2}_\w+\.ipynb", name):
+        return f"# Chapter {int(name[:2])}: "
+    assert re.fullmatch(r"[A-Z]_\w+\.ipynb", name), \
+        f"{name}: chapters are NN_topic.ipynb, appendices A_topic.ipynb"
+    return f"# Appendix {name[0]}: "
+
+
+def test_titles_follow_the_file_names():
+    assert chapter_title("03_attention.ipynb") == "# Chapter 3: "
+    assert chapter_title("A_numpy_gpt.ipynb") == "# Appendix A: "
+    with pytest.raises(AssertionError):
+        chapter_title("appendix_numpy.ipynb")
+
+
+def test_appendices_come_after_the_chapters():
+    names = [p.name for p in CHAPTERS]
+    appendices = [n for n in names if n[0].isalpha()]
+    assert names[len(names) - len(appendices):] == appendices == sorted(appendices)
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    listed = [e["file"] for part in toc["parts"] if part["caption"] == "Appendices"
+              for e in part["chapters"]]
+    assert listed == [f"chapters/{n.removesuffix('.ipynb')}" for n in appendices]
+    assert toc["parts"][-1]["caption"] == "Appendices" or not appendices
+
+
 def test_there_are_chapters():
     assert CHAPTERS and CHAPTERS[0].name == "00_setup.ipynb"
 
@@ -50,10 +77,9 @@ def test_chapter_hygiene(path):
     nb = read_notebook(path)
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
     first = "".join(nb["cells"][0]["source"])
-    number = int(path.name[:2])
-    assert (nb["cells"][0]["cell_type"] == "markdown"
-            and first.startswith(f"# Chapter {number}: ")), \
-        f"{path.name} must open with a markdown title '# Chapter {number}: ...'"
+    title = chapter_title(path.name)
+    assert nb["cells"][0]["cell_type"] == "markdown" and first.startswith(title), \
+        f"{path.name} must open with a markdown title '{title}...'"
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert "".join(code[0]["source"]) == setup_cell.SETUP_CELL, (
         f"{path.name}: the first code cell must be tools/setup_cell.py's SETUP_CELL "

@@ -85,11 +85,16 @@ def render(notebook: Path, pieces: list[str]) -> str:
     return HEADER.format(notebook=relative.as_posix()) + "\n" + "\n\n\n".join(pieces) + "\n"
 
 
+def notebooks(chapters: Path = ROOT / "chapters") -> list[Path]:
+    """The chapters (`NN_topic.ipynb`) in order, then the appendices (`A_topic.ipynb`, ...)."""
+    return sorted(chapters.glob("[0-9][0-9]_*.ipynb")) + sorted(chapters.glob("[A-Z]_*.ipynb"))
+
+
 def export_all(chapters: Path = ROOT / "chapters") -> dict[str, str]:
     """Relative file name inside the package (e.g. `viz.py`) -> generated text."""
     files: dict[str, str] = {}
     owners: dict[str, Path] = {}
-    for notebook in sorted(chapters.glob("[0-9][0-9]_*.ipynb")):
+    for notebook in notebooks(chapters):
         for module, pieces in notebook_exports(notebook).items():
             name = module.replace(".", "/") + ".py"
             if name in owners:

@@ -48,7 +48,9 @@ def expected_tags(notebook_name: str) -> list[str]:
 
 
 if __name__ == "__main__":
-    for path in sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb")):
+    from export import notebooks  # chapters, then appendices
+
+    for path in notebooks(ROOT / "chapters"):
         nb = json.loads(path.read_text(encoding="utf-8"))
         cell = first_code_cell(nb)
         tags = expected_tags(path.name)
