@@ -418,3 +418,51 @@ def test_repeated_vocabulary_and_unknown_unk_are_clear_errors():
                  lambda: WordTokenizer(["the"], special_tokens=(), unk="<|unk|>")):
         with pytest.raises(ValueError, match="must be one of the special tokens"):
             make()
+
+
+# GPT-2's own vocabulary files, shipped under data/gpt2/ (see data/README.md for provenance)
+GPT2_FILES = {"encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+              "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"}
+
+
+@pytest.fixture(scope="module")
+def real_gpt2():
+    from llmlib.corpus import find_data_dir
+    folder = find_data_dir() / "gpt2"
+    return folder, BPETokenizer.from_gpt2_files(folder / "encoder.json", folder / "vocab.bpe")
+
+
+def test_shipped_gpt2_files_are_openais(real_gpt2) -> None:
+    import hashlib
+    folder, _ = real_gpt2
+    for name, sha256 in GPT2_FILES.items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == sha256, name
+
+
+def test_our_encoder_on_gpt2s_files_equals_tiktoken_and_transformers(real_gpt2, tmp_path,
+                                                                    monkeypatch) -> None:
+    import shutil
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+    from transformers import GPT2Tokenizer
+    folder, gpt2 = real_gpt2
+    assert gpt2.vocab_size == 50257 and gpt2.eot_token == 50256
+    assert gpt2.encode("Hello world") == [15496, 995]  # the ids every GPT-2 implementation gives
+    # tiktoken's "gpt2" encoding, built offline from the same files with the hashes it pins
+    ranks = data_gym_to_mergeable_bpe_ranks(str(folder / "vocab.bpe"), str(folder / "encoder.json"),
+                                            GPT2_FILES["vocab.bpe"], GPT2_FILES["encoder.json"])
+    enc = tiktoken.Encoding(name="gpt2", pat_str=GPT2_PATTERN, mergeable_ranks=ranks,
+                            special_tokens={ENDOFTEXT: 50256})
+    shutil.copy(folder / "encoder.json", tmp_path / "vocab.json")  # the names HF reads
+    shutil.copy(folder / "vocab.bpe", tmp_path / "merges.txt")
+    hf = GPT2Tokenizer.from_pretrained(str(tmp_path))
+    text = load_works()["hamlet"][:60_000]
+    ids = gpt2.encode(text)
+    assert ids == enc.encode_ordinary(text) and gpt2.decode(ids) == text
+    for sample in [*ADVERSARIAL, text[:3000]]:
+        assert gpt2.encode(sample) == enc.encode_ordinary(sample), sample[:40]
+    for sample in [*ADVERSARIAL, text[:3000]]:
+        assert gpt2.encode(sample) == hf.encode(sample), sample[:40]
+    assert gpt2.encode("a<|endoftext|>b", allowed_special="all") == enc.encode(
+        "a<|endoftext|>b", allowed_special="all")
