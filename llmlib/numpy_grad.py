@@ -24,7 +24,7 @@ def linear_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray
     """y = x @ W.T + b, x (..., in), W (out, in): returns dx (..., in) = dy @ W, dW (out, in) =
     dyᵀ x summed over every position, db (out,) = dy summed over every position."""
     dy2, x2 = dy.reshape(-1, dy.shape[-1]), x.reshape(-1, x.shape[-1])
-    return dy @ weight, dy2.T @ x2, dy2.sum(axis=0)
+    return (dy2 @ weight).reshape(x.shape), dy2.T @ x2, dy2.sum(axis=0)
 
 
 def gelu_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
