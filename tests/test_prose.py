@@ -88,3 +88,16 @@ def test_diagram_draws_boxes_and_refuses_unknown_names():
         diagram([Box("a", 1, 1, "a", kind="tensor")], [], size=(5, 2))
     with pytest.raises(ValueError, match="share a name"):
         diagram([boxes[0], boxes[0]], [], size=(5, 2))
+
+
+def test_the_book_serves_its_own_mathjax(root):
+    """Formulas must render offline: MathJax comes from the repository, not a CDN."""
+    import yaml
+    config = yaml.safe_load((root / "_config.yml").read_text())["sphinx"]["config"]
+    assert "://" not in config["mathjax_path"]
+    extra = [root / p for p in config["html_extra_path"]]
+    # mathjax_path is relative to the built _static/; html_extra_path lands in the site's root
+    target = config["mathjax_path"].removeprefix("../")
+    assert any((folder / target).is_file() for folder in extra), target
+    assert any((folder / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir()
+               for folder in extra)
