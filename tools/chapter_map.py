@@ -31,8 +31,8 @@ ROWS = (
      "decoding strategies, the KV cache, beam search, `llmlib generate`"),
     ("08", "8 Finetuning", "tasks, lora, finetune",
      "classification and instruction tuning, LoRA, `llmlib finetune`"),
-    ("A_", "A The GPT in NumPy (appendix)", "numpy_gpt",
-     "forward, backward and sampling with no framework"),
+    ("A_", "A The GPT in NumPy (appendix)", "numpy_gpt, numpy_grad, numpy_generate",
+     "forward, backward by hand, AdamW and sampling with no framework"),
 )
 TABLE = re.compile(r"^\| chapter \| exports \| builds \|\n(?:^\|.*\n?)+", re.M)
 
@@ -54,7 +54,9 @@ def current_map(notebook: dict) -> str | None:
 
 
 if __name__ == "__main__":
-    for path in sorted((ROOT / "chapters").glob("*.ipynb")):
+    # every chapter, or the notebooks named on the command line
+    paths = [Path(p) for p in sys.argv[1:]] or sorted((ROOT / "chapters").glob("*.ipynb"))
+    for path in paths:
         nb = json.loads(path.read_text(encoding="utf-8"))
         text = "".join(nb["cells"][0]["source"])
         found = TABLE.search(text)
