@@ -249,16 +249,17 @@ def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, eps: 
     """LayerNorm over the last axis: x (..., C) -> (..., C), and the cache its backward needs:
     x_hat (the normalized x) and rstd = 1 / sqrt(var + eps) (..., 1), var the biased variance."""
     mean = x.mean(axis=-1, keepdims=True)                      # (..., 1)
-    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)       # (..., 1)
+    centered = x - mean
+    var = (centered * centered).mean(axis=-1, keepdims=True)   # (..., 1)
     rstd = 1.0 / np.sqrt(var + eps)
-    x_hat = (x - mean) * rstd                                  # (..., C)
+    x_hat = centered * rstd                                    # (..., C)
     y = x_hat * weight
     return (y if bias is None else y + bias), (x_hat, rstd, weight)
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
     """GPT-2's GELU, the tanh approximation (llmlib.blocks.GELU("tanh")); any shape."""
-    return 0.5 * x * (1.0 + np.tanh(GELU_K * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1.0 + np.tanh(GELU_K * (x + 0.044715 * x * x * x)))  # x*x*x: no pow()
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -30,8 +30,9 @@ def linear_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray
 def gelu_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
     """dy · gelu'(x) for the tanh GELU: with t = tanh(k (x + 0.044715 x³)), gelu = x (1 + t) / 2,
     so gelu'(x) = (1 + t) / 2 + x (1 - t²) k (1 + 3 · 0.044715 x²) / 2."""
-    t = np.tanh(GELU_K * (x + 0.044715 * x ** 3))
-    return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_K * (1.0 + 3 * 0.044715 * x * x))
+    x2 = x * x
+    t = np.tanh(GELU_K * x * (1.0 + 0.044715 * x2))
+    return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_K * (1.0 + 3 * 0.044715 * x2))
 
 
 def layer_norm_backward(dy: np.ndarray, cache: tuple
