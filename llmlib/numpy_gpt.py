@@ -146,7 +146,9 @@ class NumpyGPT:
             raise ValueError("the weights do not fit the config: " + "; ".join(
                 ([f"missing {missing}"] if missing else []) + ([f"unexpected {extra}"] if extra
                                                                else []) + wrong))
-        self.params = {k: np.ascontiguousarray(params[k], dtype=dtype) for k in shapes}
+        # copies, always: training updates them in place, which must never reach the caller's
+        # arrays (or a torch model's memory, which .numpy() shares)
+        self.params = {k: np.array(params[k], dtype=dtype, order="C") for k in shapes}
         self.pe = (sinusoidal_table(config.context_length, config.n_embd).astype(np.float32)
                    .astype(dtype) if config.position == "sinusoidal" else None)
 
@@ -186,8 +188,8 @@ class NumpyGPT:
                 raise ValueError(f"block {i} is post-norm or uses the exact GELU; the NumPy GPT "
                                  "ports GPT-2's pre-norm blocks with the tanh GELU only")
         config = NumpyGPTConfig.from_dict(model.config.to_dict())
-        params = {k: v.detach().cpu().double().numpy().copy()  # a copy: never torch's memory
-                  for k, v in model.state_dict().items() if k != "lm_head.weight"}
+        params = {k: v.detach().cpu().double().numpy() for k, v in model.state_dict().items()
+                  if k != "lm_head.weight"}  # NumpyGPT copies them
         return cls(config, params, dtype)
 
     @classmethod

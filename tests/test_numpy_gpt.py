@@ -383,3 +383,37 @@ def test_unported_models_are_refused():
         NumpyGPT.from_gpt(post)
     with pytest.raises(TypeError, match="llmlib.gpt.GPT"):
         NumpyGPT.from_gpt(model.transformer)
+
+
+def test_params_are_copied_so_training_never_touches_the_callers_arrays():
+    config = NumpyGPTConfig(vocab_size=V, context_length=8, n_layer=1, n_head=2, n_embd=8)
+    mine = NumpyGPT.init_params(config)
+    model = NumpyGPT(config, mine, np.float64)
+    before = {k: v.copy() for k, v in mine.items()}
+    idx = np.zeros((1, 4), dtype=np.int64)
+    train_step(model, AdamW(), idx, idx, 0, TrainConfig(max_steps=2, warmup_steps=0))
+    assert all(np.array_equal(mine[k], before[k]) for k in mine)
+    name = "transformer.wte.weight"
+    assert not np.array_equal(model.params[name], mine[name])
+
+
+def test_exercise_2_solution_a_numpy_kv_cache_equals_generate():
+    """The appendix's solution to exercise 2 (a KV cache in NumPy), run as the page prints it."""
+    import json
+    import re
+    import textwrap
+    from pathlib import Path
+
+    from llmlib.numpy_gpt import gelu, linear
+
+    nb = json.loads((Path(__file__).parents[1] / "chapters" / "A_numpy_gpt.ipynb").read_text())
+    solution = next("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown"
+                    and "<summary>Solution</summary>" in "".join(c["source"]))
+    code = textwrap.dedent(re.findall(r"```python\n(.*?)```", solution, re.S)[1])
+    code = code.split("\n\nsmall = ")[0]  # the functions; the timing needs the notebook's models
+    scope = dict(np=np, layer_norm=layer_norm, linear=linear, gelu=gelu, softmax=softmax)
+    exec(code, scope)
+    model = NumpyGPT.from_gpt(make_gpt(context_length=32))
+    prompt = [3, 1, 4, 1, 5]
+    assert scope["generate_cached"](model, prompt, 20) == model.generate(prompt, 20,
+                                                                         temperature=0)
