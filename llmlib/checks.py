@@ -134,12 +134,11 @@ def prompt_rows(prompt: Any, vocab_size: int) -> Prompt:
     if all(hasattr(prompt, name) for name in ("tolist", "ndim", "dtype", "shape")):
         dtype = str(prompt.dtype).removeprefix("torch.")
         if not dtype.startswith(("int", "uint")):
-            raise ValueError(f"a prompt array must hold integer token ids (int64 or int32), got "
-                             f"dtype {dtype}: convert it with idx.long() (torch) or "
-                             f"idx.astype(np.int64) (NumPy)")
+            raise ValueError(f"a prompt array must hold integer token ids, got dtype {dtype}: "
+                             "convert it with idx.long() (torch) or idx.astype(np.int64) (NumPy)")
         if prompt.ndim not in (1, 2):
-            raise ValueError(f"a prompt array must be 1-D or (B, T) of integer token ids, got "
-                             f"{prompt.ndim} dims {tuple(prompt.shape)}")
+            shape = tuple(prompt.shape)
+            raise ValueError(f"a prompt array must be 1-D or (B, T), got {len(shape)} dims {shape}")
         batched, array = prompt.ndim == 2, True
         rows = prompt.tolist() if batched else [prompt.tolist()]
     elif isinstance(prompt, (list, tuple)):
@@ -150,15 +149,15 @@ def prompt_rows(prompt: Any, vocab_size: int) -> Prompt:
             raise TypeError("a prompt list must hold int token ids, e.g. tokenizer.encode(text)"
                             ) from None
     else:
-        raise TypeError(f"a prompt must be a (B, T) tensor of integers, got "
-                        f"{type(prompt).__name__}: a 1-D tensor or array, a list of int token "
-                        f"ids (tokenizer.encode(text)) or a list of such lists work too")
+        kind = type(prompt).__name__
+        raise TypeError(f"a prompt must be a (B, T) tensor of integers, got {kind}: "
+                        "a 1-D tensor or array, a list of ids or a list of such lists work too")
     if not rows or not all(rows):
-        raise EmptyPromptError("the prompt holds no tokens (T = 0): pass a non-empty list of "
-                               "token ids, e.g. the id of <|endoftext|> to start from nothing")
+        raise EmptyPromptError("the prompt holds no tokens (T = 0): "
+                               "pass a non-empty list of token ids, e.g. tokenizer.encode(text)")
     low, high = min(map(min, rows)), max(map(max, rows))
     if low < 0 or high >= vocab_size:
-        raise ValueError(f"token ids must lie in 0..{vocab_size - 1} (vocab_size={vocab_size}), "
-                         f"found ids from {low} to {high}: was the text encoded by the tokenizer "
-                         f"this model was built for?")
+        allowed = f"0..{vocab_size - 1} (vocab_size={vocab_size})"
+        raise ValueError(f"token ids must lie in {allowed}, found ids from {low} to {high}: "
+                         "was the text encoded by the tokenizer this model was built for?")
     return Prompt(rows, batched, array)

@@ -202,13 +202,12 @@ class GPT(nn.Module):
         the two give the same tokens."""
         read = prompt_rows(prompt, self.config.vocab_size)
         if len({len(row) for row in read.rows}) > 1:
-            raise ValueError("GPT.generate takes prompts of one length; for prompts of any "
-                             "lengths use llmlib.generate.generate (chapter 7: left padding)")
+            raise ValueError("GPT.generate takes prompts of one length; "
+                             "llmlib.generate.generate (chapter 7) takes any lengths")
         if type(max_new_tokens) is not int or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
         if type(temperature) not in (int, float) or not 0 <= temperature < math.inf:
-            raise ValueError(f"temperature must be a number >= 0 (0 is greedy), "
-                             f"got {temperature!r}")
+            raise ValueError(f"temperature must be a number >= 0 (0: greedy), got {temperature!r}")
         if top_k is not None:
             positive_int("top_k", top_k)
         idx = torch.tensor(read.rows, dtype=torch.long, device=self.lm_head.weight.device)

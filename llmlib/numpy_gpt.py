@@ -220,10 +220,9 @@ class NumpyGPT:
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:
         """Gone: generation is the function `llmlib.numpy_generate.generate(model, ...)`."""
-        raise NotImplementedError("NumpyGPT.generate became a function, so that this module "
-                                  "does not import the generation module: call "
-                                  "llmlib.numpy_generate.generate(model, prompt, max_new_tokens, "
-                                  "...) with the same arguments")
+        raise NotImplementedError(
+            "NumpyGPT.generate moved out of the model's module (no import circle): "
+            "call llmlib.numpy_generate.generate(model, prompt, max_new_tokens, ...)")
 
     def num_parameters(self) -> int:
         """Parameters (the tied head counted once), as llmlib.gpt.count_parameters."""
