@@ -186,9 +186,10 @@ class GPT(nn.Module):
         return torch.stack(weights)
 
     @torch.no_grad()
-    def generate(self, prompt: torch.Tensor | Sequence[int], max_new_tokens: int,
-                 temperature: float = 1.0, top_k: int | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor | list[int]:
+    def generate(self, prompt: torch.Tensor | Sequence[int] | Sequence[Sequence[int]],
+                 max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 generator: torch.Generator | None = None
+                 ) -> torch.Tensor | list[int] | list[list[int]]:
         """Continue `prompt` by `max_new_tokens` tokens: the uncached reference decoder.
 
         `prompt` is a (B, T) tensor of token ids (returns (B, T + max_new_tokens)), a 1-D tensor
