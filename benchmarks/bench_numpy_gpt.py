@@ -8,7 +8,7 @@ For each model shape, with the same weights (float32) and the same ids, in alter
   - forward + backward: `numpy_grad.loss_and_grads` against the loss and `.backward()`;
   - training step: `numpy_grad.train_step` (clipping and AdamW included) against chapter 6's
     step (`make_optimizer`, `clip_grad_norm_`, `optimizer.step()`);
-  - generation: greedy, batch 1, --new-tokens after a 10-token prompt: `NumpyGPT.generate` (no
+  - generation: greedy, batch 1, --new-tokens after a 10-token prompt: `numpy_generate.generate` (no
     cache) against `llmlib.generate.generate` without its KV cache, and with it.
 The script first checks that the two models give the same logits and the same greedy tokens.
 Torch runs on the CPU whatever LLMLIB_DEVICE says: NumPy has no other device. Ratios come from the
@@ -24,6 +24,7 @@ import torch
 
 from llmlib.generate import generate
 from llmlib.gpt import GPT, GPTConfig, count_parameters
+from llmlib.numpy_generate import generate as generate_numpy
 from llmlib.numpy_gpt import NumpyGPT
 from llmlib.numpy_grad import AdamW, loss_and_grads, train_step
 from llmlib.train import TrainConfig, lr_at, make_optimizer
@@ -51,8 +52,9 @@ def candidates(name: str, batch: int, new_tokens: int) -> dict[str, dict]:
         gap = np.abs(ours.forward(ids) - model(t_ids)[0].numpy()).max()
     prompt = ids[0, :10].tolist()
     n = min(new_tokens, config.context_length - 10)
-    if gap > 1e-4 or ours.generate(prompt, 5, temperature=0) != generate(model, prompt, 5,
-                                                                         temperature=0):
+    greedy = dict(temperature=0)
+    if gap > 1e-4 or generate_numpy(ours, prompt, 5, **greedy) != generate(model, prompt, 5,
+                                                                           **greedy):
         raise SystemExit(f"{name}: NumpyGPT and GPT disagree (logits differ by {gap:.1e}); "
                          "not timing")
     cfg = TrainConfig(lr=1e-4, max_steps=10**6, warmup_steps=0)
@@ -83,7 +85,7 @@ def candidates(name: str, batch: int, new_tokens: int) -> dict[str, dict]:
         "training step": {"numpy": lambda: train_step(ours, np_opt, ids, ids, 0, cfg),
                           "torch": torch_step},
         f"generate {n} tokens": {
-            "numpy": lambda: ours.generate(prompt, n, temperature=0),
+            "numpy": lambda: generate_numpy(ours, prompt, n, temperature=0),
             "torch": no_grad(lambda: generate(model, prompt, n, temperature=0, use_cache=False)),
             "torch + KV cache": no_grad(lambda: generate(model, prompt, n, temperature=0))},
     }, count_parameters(config)

@@ -12,7 +12,8 @@ only.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -92,3 +93,71 @@ def token_ids(idx: Any, vocab_size: int | None = None,
                              f"text encoded by the "
                              "tokenizer this model was built for?")
     return idx
+
+
+# The target id that F.cross_entropy leaves out of the loss (its default ignore_index): the
+# torch GPT, the NumPy GPT and chapter 8's masked targets all use this one value.
+IGNORE_INDEX = -100
+
+
+class EmptyPromptError(ValueError, TypeError):
+    """A prompt with no tokens. Both a ValueError (the list has the wrong length) and a
+    TypeError, which `generate` raised for `[]` before the prompt check was shared."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Prompt:
+    """A prompt as `prompt_rows` read it: one list of token ids per prompt, and the form the
+    caller wrote it in, so that generation answers in kind."""
+
+    rows: list[list[int]]
+    batched: bool  # a list of lists or a (B, T) array; else one prompt (a list of ids or 1-D)
+    array: bool  # a tensor or a NumPy array; else Python lists
+
+    def like_input(self, rows: list[list[int]],
+                   to_array: Callable[[list[list[int]]], Any]) -> Any:
+        """`rows` (one list of ids per prompt) in the prompt's form: a list of ids, a list of
+        lists, or `to_array(rows)` of shape (B, T), 1-D for a 1-D prompt. Rows of an array
+        that stopped early are padded with their last token (their stop token)."""
+        if not self.array:
+            return rows if self.batched else rows[0]
+        width = max(map(len, rows))
+        array = to_array([row + row[-1:] * (width - len(row)) for row in rows])
+        return array if self.batched else array[0]
+
+
+def prompt_rows(prompt: Any, vocab_size: int) -> Prompt:
+    """Read a prompt for generation, once per call: a list of token ids (one prompt), a list of
+    such lists (a batch, lengths may differ), or a 1-D or (B, T) integer tensor or NumPy array
+    (read with `.tolist()`, so this needs no torch). Every id must lie in [0, vocab_size). A
+    prompt longer than the context is allowed: generation crops it."""
+    if all(hasattr(prompt, name) for name in ("tolist", "ndim", "dtype", "shape")):
+        dtype = str(prompt.dtype).removeprefix("torch.")
+        if not dtype.startswith(("int", "uint")):
+            raise ValueError(f"a prompt array must hold integer token ids, got dtype {dtype}: "
+                             "convert it with idx.long() (torch) or idx.astype(np.int64) (NumPy)")
+        if prompt.ndim not in (1, 2):
+            shape = tuple(prompt.shape)
+            raise ValueError(f"a prompt array must be 1-D or (B, T), got {len(shape)} dims {shape}")
+        batched, array = prompt.ndim == 2, True
+        rows = prompt.tolist() if batched else [prompt.tolist()]
+    elif isinstance(prompt, (list, tuple)):
+        batched, array = bool(prompt) and isinstance(prompt[0], (list, tuple)), False
+        try:
+            rows = [[operator.index(i) for i in row] for row in (prompt if batched else [prompt])]
+        except TypeError:
+            raise TypeError("a prompt list must hold int token ids, e.g. tokenizer.encode(text)"
+                            ) from None
+    else:
+        kind = type(prompt).__name__
+        raise TypeError(f"a prompt must be a (B, T) tensor of integers, got {kind}: "
+                        "a 1-D tensor or array, a list of ids or a list of such lists work too")
+    if not rows or not all(rows):
+        raise EmptyPromptError("the prompt holds no tokens (T = 0): "
+                               "pass a non-empty list of token ids, e.g. tokenizer.encode(text)")
+    low, high = min(map(min, rows)), max(map(max, rows))
+    if low < 0 or high >= vocab_size:
+        allowed = f"0..{vocab_size - 1} (vocab_size={vocab_size})"
+        raise ValueError(f"token ids must lie in {allowed}, found ids from {low} to {high}: "
+                         "was the text encoded by the tokenizer this model was built for?")
+    return Prompt(rows, batched, array)

@@ -7,7 +7,6 @@ the context, beam search equal to Hugging Face's, and the `llmlib generate` comm
 
 from __future__ import annotations
 
-import operator
 import sys
 import warnings
 from typing import Any, Iterator, Sequence
@@ -15,33 +14,11 @@ from typing import Any, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from llmlib.checks import positive_int, token_ids
-from llmlib.gpt import GPT
+from llmlib.checks import positive_int, prompt_rows
+from llmlib.gpt import GPT, eval_mode
 from llmlib.kvcache import (KVCache, decode_head, forward_cached, forward_static,
                             positions_of)
 from llmlib.sampling import Sampling
-
-
-def _as_batch(model: GPT, prompt: Any) -> tuple[list[list[int]], str]:
-    """Prompts as lists of ids and the form to return: 'list' (one list of ids), 'lists' (a list
-    of lists, lengths may differ), 'tensor1' (1-D) or 'tensor2' ((B, T))."""
-    device = model.lm_head.weight.device
-    if isinstance(prompt, torch.Tensor):
-        form = {1: "tensor1", 2: "tensor2"}.get(prompt.dim(), "tensor")
-        ids = token_ids(prompt[None] if prompt.dim() == 1 else prompt, model.config.vocab_size)
-        return ids.tolist(), form
-    if not isinstance(prompt, (list, tuple)) or not prompt:
-        raise TypeError("a prompt is a non-empty list of token ids, a list of such lists, or a "
-                        "1-D or (B, T) tensor (tokenizer.encode(text) gives the ids)")
-    form = "lists" if isinstance(prompt[0], (list, tuple)) else "list"
-    rows = prompt if form == "lists" else [prompt]
-    try:
-        rows = [[operator.index(i) for i in row] for row in rows]
-    except TypeError:
-        raise TypeError("prompts must hold int token ids, e.g. tokenizer.encode(text)") from None
-    for row in rows:  # checks emptiness and the id range with chapter 5's messages
-        token_ids(torch.tensor([row], dtype=torch.long, device=device), model.config.vocab_size)
-    return rows, form
 
 
 class Decoder:
@@ -151,30 +128,41 @@ class Decoder:
                                                self.head)
 
 
-def _sampling(sampling: Sampling | None, settings: dict[str, Any]) -> Sampling:
+def _checked_settings(model: GPT, max_new_tokens: int, sampling: Sampling | None,
+                      settings: dict[str, Any], stop_tokens: Sequence[int]
+                      ) -> tuple[Sampling, torch.Tensor]:
+    """The sampler and the stop tokens (as a tensor on the model's device) of one call, checked."""
     if sampling is not None and settings:
         raise ValueError("pass either sampling=Sampling(...) or its fields, not both")
-    return sampling if sampling is not None else Sampling(**settings)
+    choose = sampling if sampling is not None else Sampling(**settings)
+    if type(max_new_tokens) is not int or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    stops = torch.tensor(list(stop_tokens), dtype=torch.long, device=model.lm_head.weight.device)
+    if stops.numel() and not 0 <= int(stops.min()) <= int(stops.max()) < model.config.vocab_size:
+        raise ValueError(f"stop_tokens must be ids in [0, {model.config.vocab_size})")
+    return choose, stops
 
 
-@torch.no_grad()
 def stream(model: GPT, prompt: Any, max_new_tokens: int, sampling: Sampling | None = None, *,
            stop_tokens: Sequence[int] = (), generator: torch.Generator | None = None,
            use_cache: bool = True, cuda_graph: bool = False, **settings: Any
            ) -> Iterator[torch.Tensor]:
     """Yield the next token ids (B,) one step at a time, `max_new_tokens` steps at most, until
     every row has produced one of `stop_tokens`. Rows that stopped keep yielding their stop
-    token. Settings: `Sampling`'s fields (temperature=0 is greedy) or `sampling=`."""
-    choose = _sampling(sampling, settings)
-    if type(max_new_tokens) is not int or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-    stops = torch.tensor(list(stop_tokens), dtype=torch.long, device=model.lm_head.weight.device)
-    if stops.numel() and not 0 <= int(stops.min()) <= int(stops.max()) < model.config.vocab_size:
-        raise ValueError(f"stop_tokens must be ids in [0, {model.config.vocab_size})")
-    rows, _ = _as_batch(model, prompt)
-    was_training = model.training
-    model.eval()
-    try:
+    token. The prompt is read as `generate` reads it (`llmlib.checks.prompt_rows`). Settings:
+    `Sampling`'s fields (temperature=0 is greedy) or `sampling=`. Everything is checked when
+    `stream` is called, before the first step."""
+    choose, stops = _checked_settings(model, max_new_tokens, sampling, settings, stop_tokens)
+    rows = prompt_rows(prompt, model.config.vocab_size).rows
+    return _steps(model, rows, max_new_tokens, choose, stops, generator, use_cache, cuda_graph)
+
+
+@torch.no_grad()
+def _steps(model: GPT, rows: list[list[int]], max_new_tokens: int, choose: Sampling,
+           stops: torch.Tensor, generator: torch.Generator | None, use_cache: bool,
+           cuda_graph: bool) -> Iterator[torch.Tensor]:
+    """`stream`'s loop, on checked rows and settings: the next token ids (B,) per step."""
+    with eval_mode(model):
         decoder = Decoder(model, rows, use_cache, cuda_graph=cuda_graph)
         done = torch.zeros(len(rows), dtype=torch.bool, device=stops.device)
         logits = decoder.first() if max_new_tokens else None
@@ -187,14 +175,13 @@ def stream(model: GPT, prompt: Any, max_new_tokens: int, sampling: Sampling | No
             if step + 1 == max_new_tokens or bool(done.all()):
                 return
             logits = decoder.next(new)
-    finally:
-        model.train(was_training)
 
 
 def generate(model: GPT, prompt: Any, max_new_tokens: int, sampling: Sampling | None = None, *,
              stop_tokens: Sequence[int] = (), stop_strings: Sequence[str] = (),
              tokenizer: Any = None, generator: torch.Generator | None = None,
-             use_cache: bool = True, cuda_graph: bool = False, **settings: Any) -> Any:
+             use_cache: bool = True, cuda_graph: bool = False, **settings: Any
+             ) -> list[int] | list[list[int]] | torch.Tensor:
     """The prompt followed by up to `max_new_tokens` generated tokens, in the prompt's form: a
     list of ids -> a list; a list of lists (any lengths: left-padded in one batch) -> a list of
     lists; a 1-D tensor -> 1-D; (B, T) -> (B, T + n) (rows that stopped early are padded with
@@ -208,12 +195,13 @@ def generate(model: GPT, prompt: Any, max_new_tokens: int, sampling: Sampling | 
     only) replays each decode step as one captured CUDA graph (`Decoder`)."""
     if stop_strings and tokenizer is None:
         raise ValueError("stop_strings need the tokenizer (tokenizer=...) to read the text")
-    rows, form = _as_batch(model, prompt)
-    new: list[list[int]] = [[] for _ in rows]
-    finished = [False] * len(rows)
+    choose, stops = _checked_settings(model, max_new_tokens, sampling, settings, stop_tokens)
+    read = prompt_rows(prompt, model.config.vocab_size)  # checked once, for the whole call
+    new: list[list[int]] = [[] for _ in read.rows]
+    finished = [False] * len(read.rows)
     longest = max((len(s) for s in stop_strings), default=0)
-    steps = stream(model, prompt, max_new_tokens, sampling, stop_tokens=stop_tokens,
-                   generator=generator, use_cache=use_cache, cuda_graph=cuda_graph, **settings)
+    steps = _steps(model, read.rows, max_new_tokens, choose, stops, generator, use_cache,
+                   cuda_graph)
     for step_ids in steps:
         for b, token in enumerate(step_ids.tolist()):
             if finished[b]:
@@ -223,15 +211,10 @@ def generate(model: GPT, prompt: Any, max_new_tokens: int, sampling: Sampling | 
                 s in tokenizer.decode(new[b][-longest:]) for s in stop_strings))
         if all(finished):
             break
-    out = [row + tail for row, tail in zip(rows, new)]
-    if form == "list":
-        return out[0]
-    if form == "lists":
-        return out
-    width = max(map(len, out))
-    filled = [row + row[-1:] * (width - len(row)) for row in out]
-    tensor = torch.tensor(filled, dtype=torch.long, device=model.lm_head.weight.device)
-    return tensor[0] if form == "tensor1" else tensor
+    steps.close()  # leaves eval mode now, not when the generator is collected
+    out = [row + tail for row, tail in zip(read.rows, new)]
+    device = model.lm_head.weight.device
+    return read.like_input(out, lambda rows: torch.tensor(rows, dtype=torch.long, device=device))
 
 
 def stream_text(model: GPT, tokenizer: Any, text: str, max_new_tokens: int,
@@ -263,18 +246,17 @@ def beam_search(model: GPT, prompt: Sequence[int], max_new_tokens: int, num_beam
     finished ones. These are Hugging Face's rules (`generate(num_beams=k, do_sample=False)`)."""
     positive_int("num_beams", num_beams)
     positive_int("max_new_tokens", max_new_tokens)
-    rows, form = _as_batch(model, prompt)
-    if form != "list":
+    read = prompt_rows(prompt, model.config.vocab_size)
+    if read.batched or read.array:
         raise TypeError("beam_search takes one prompt, a list of token ids")
+    rows = read.rows
     T0, k = len(rows[0]), num_beams
     if T0 + max_new_tokens > model.config.context_length:
         raise ValueError(f"beam search keeps every beam in the context: prompt ({T0}) + "
                          f"max_new_tokens ({max_new_tokens}) must be <= context_length "
                          f"({model.config.context_length}); shorten one of them")
     device = model.lm_head.weight.device
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         cache, head = KVCache(model, 1, T0 + max_new_tokens), decode_head(model)
         logits = forward_cached(model, torch.tensor(rows, device=device), cache,
                                 torch.arange(T0, device=device)[None], None, head, True)[:, -1]
@@ -314,8 +296,6 @@ def beam_search(model: GPT, prompt: Sequence[int], max_new_tokens: int, num_beam
             logits = forward_cached(model, beams[:, -1:], cache,
                                     torch.full((k, 1), T0 + step, device=device), None, head,
                                     True)[:, -1]
-    finally:
-        model.train(was_training)
     best = int(torch.argmax(done_scores))
     return done_ids[best], float(done_scores[best])
 

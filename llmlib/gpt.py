@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import operator
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -23,7 +22,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llmlib.blocks import LayerNorm, TransformerBlock
-from llmlib.checks import dataclass_fields, dropout_rate, head_size, positive_int, token_ids
+from llmlib.checks import (IGNORE_INDEX, dataclass_fields, dropout_rate, head_size,
+                           positive_int, prompt_rows)
 from llmlib.data import GPTEmbedding
 
 # name -> the fields that differ from GPTConfig's defaults (which are GPT-2's). `smoke` and `small`
@@ -86,6 +86,23 @@ class GPTConfig:
     def from_dict(cls, values: Mapping[str, Any]) -> GPTConfig:
         """The inverse of `to_dict`; unknown keys are an error, not silently dropped."""
         return cls(**dataclass_fields(cls, values))
+
+
+class eval_mode:
+    """`with eval_mode(model):` runs the body with the model in eval mode (no dropout), then puts
+    it back in the mode it was in, even when the body raises. Every evaluation and generation
+    in the course goes through it, so that none leaves a model in the wrong mode."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    def __enter__(self) -> nn.Module:
+        self.was_training = self.model.training
+        self.model.eval()
+        return self.model
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.model.train(self.was_training)
 
 
 class GPTBody(GPTEmbedding):
@@ -152,7 +169,7 @@ class GPT(nn.Module):
             raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, "
                              f"got {tuple(targets.shape)}")
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
-                               ignore_index=-100)
+                               ignore_index=IGNORE_INDEX)
         return logits, loss
 
     @torch.no_grad()
@@ -160,73 +177,56 @@ class GPT(nn.Module):
         """The attention weights of every layer and head, (L, B, H, T, T), for chapter 3's views.
         Row t of [l, b, h] is how head h of block l at position t spreads its attention over 0..t.
         Runs in eval mode (no dropout); `weights[:, b]` is the (L, H, T, T) input of llmlib.viz."""
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             x = GPTEmbedding.forward(self.transformer, idx)  # the embeddings alone, idx checked
             weights = []
             for block in self.transformer.h:
                 x, w = block(x, need_weights=True)  # w: (B, H, T, T)
                 weights.append(w)
-        finally:
-            self.train(was_training)
         return torch.stack(weights)
 
-    def _prompt_batch(self, prompt: Any) -> torch.Tensor:
-        """A prompt as a checked (B, T) batch on the model's device: a list of ids or a 1-D tensor
-        is one prompt (B = 1)."""
-        if isinstance(prompt, (list, tuple)):
-            try:
-                ids = [operator.index(i) for i in prompt]
-            except TypeError:
-                raise TypeError("a prompt list must hold int token ids, e.g. tokenizer.encode(text)"
-                                ) from None
-            prompt = torch.tensor([ids], dtype=torch.long, device=self.lm_head.weight.device)
-        elif isinstance(prompt, torch.Tensor) and prompt.dim() == 1:
-            prompt = prompt[None]
-        return token_ids(prompt, self.config.vocab_size)  # longer than the context is fine: cropped
-
     @torch.no_grad()
-    def generate(self, prompt: torch.Tensor | Sequence[int], max_new_tokens: int,
-                 temperature: float = 1.0, top_k: int | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor | list[int]:
-        """Continue `prompt` by `max_new_tokens` tokens.
+    def generate(self, prompt: torch.Tensor | Sequence[int] | Sequence[Sequence[int]],
+                 max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 generator: torch.Generator | None = None
+                 ) -> torch.Tensor | list[int] | list[list[int]]:
+        """Continue `prompt` by `max_new_tokens` tokens: the uncached reference decoder.
 
         `prompt` is a (B, T) tensor of token ids (returns (B, T + max_new_tokens)), a 1-D tensor
-        (returns a 1-D tensor) or a list of ids (returns a list). temperature == 0 is greedy
-        (argmax); otherwise sample from softmax(logits / temperature), keeping only the `top_k`
-        most likely tokens when top_k is given. Runs in eval mode (no dropout) and feeds the model
-        at most its last `context_length` tokens. Chapter 7 makes this fast (a KV cache)."""
-        idx = self._prompt_batch(prompt)
+        (returns a 1-D tensor), a list of ids (returns a list) or a list of lists of one length
+        (returns a list of lists); `llmlib.checks.prompt_rows` reads it. temperature == 0 is
+        greedy (argmax); otherwise sample from softmax(logits / temperature) in float32, keeping
+        only the `top_k` most likely tokens (and ties with the k-th) when top_k is given, as
+        chapter 7's `top_k_filter` does. Runs in eval mode (no dropout) and recomputes the last
+        `context_length` tokens at every step. Chapter 7's `llmlib.generate.generate` is the fast
+        decoder (a KV cache, top-p, min-p, stops, prompts of any lengths); its tests check that
+        the two give the same tokens."""
+        read = prompt_rows(prompt, self.config.vocab_size)
+        if len({len(row) for row in read.rows}) > 1:
+            raise ValueError("GPT.generate takes prompts of one length; "
+                             "llmlib.generate.generate (chapter 7) takes any lengths")
         if type(max_new_tokens) is not int or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-        if type(temperature) not in (int, float) or temperature < 0:
-            raise ValueError(f"temperature must be a number >= 0 (0 is greedy), "
-                             f"got {temperature!r}")
+        if type(temperature) not in (int, float) or not 0 <= temperature < math.inf:
+            raise ValueError(f"temperature must be a number >= 0 (0: greedy), got {temperature!r}")
         if top_k is not None:
             positive_int("top_k", top_k)
-        was_training = self.training
-        self.eval()
-        try:
+        idx = torch.tensor(read.rows, dtype=torch.long, device=self.lm_head.weight.device)
+        with eval_mode(self):
             for _ in range(max_new_tokens):
                 context = idx[:, -self.config.context_length:]  # (B, <= T_max)
                 logits = self.lm_head(self.transformer(context)[:, -1, :])  # (B, V): last position
                 if temperature == 0:
                     next_id = logits.argmax(dim=-1, keepdim=True)
                 else:
-                    logits = logits / temperature
-                    if top_k is not None:
-                        k = min(top_k, logits.size(-1))
-                        kth = torch.topk(logits, k, dim=-1).values[:, [-1]]  # (B, 1)
+                    logits = logits.float() / temperature
+                    if top_k is not None:  # ties with the k-th largest stay, as in top_k_filter
+                        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
                         logits = logits.masked_fill(logits < kth, float("-inf"))
                     next_id = torch.multinomial(logits.softmax(dim=-1), num_samples=1,
                                                 generator=generator)
                 idx = torch.cat([idx, next_id], dim=1)
-        finally:
-            self.train(was_training)
-        if isinstance(prompt, (list, tuple)):
-            return idx[0].tolist()
-        return idx[0] if prompt.dim() == 1 else idx
+        return read.like_input(idx.tolist(), lambda rows: torch.tensor(rows, device=idx.device))
 
     def save(self, directory: str | Path, tokenizer: Any = None) -> Path:
         """Write the model to `directory`: `model.safetensors` (the weights; the tied head once),

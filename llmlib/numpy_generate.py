@@ -11,7 +11,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from llmlib.numpy_gpt import NumpyGPT, check_ids, softmax
+from llmlib.checks import prompt_rows
+from llmlib.numpy_gpt import NumpyGPT, softmax
 
 
 def filter_logits(logits: np.ndarray, sampling: Any) -> np.ndarray:
@@ -45,24 +46,6 @@ def draw(probs: np.ndarray, noise: np.ndarray) -> np.ndarray:
     return (probs / noise).argmax(axis=-1)
 
 
-def _prompt_rows(prompt: Any, vocab_size: int) -> tuple[list[list[int]], str]:
-    """Prompts as lists of ids, and their form: 'list', 'lists' or 'array' ((B, T) or (T,))."""
-    if isinstance(prompt, np.ndarray):
-        rows = prompt[None] if prompt.ndim == 1 else prompt
-        check_ids(rows, vocab_size, 2**62, "prompt")  # longer than the context is fine: cropped
-        return rows.tolist(), "array"
-    if not isinstance(prompt, (list, tuple)) or not prompt:
-        raise TypeError("a prompt is a non-empty list of token ids, a list of such lists or an "
-                        "integer array (tokenizer.encode(text) gives the ids)")
-    form = "lists" if isinstance(prompt[0], (list, tuple)) else "list"
-    rows = [list(r) for r in prompt] if form == "lists" else [list(prompt)]
-    for r in rows:
-        if not r or not all(isinstance(i, (int, np.integer)) and 0 <= i < vocab_size for i in r):
-            raise ValueError(f"every prompt must be a non-empty list of int ids in "
-                             f"0..{vocab_size - 1}")
-    return rows, form
-
-
 def generate(model: NumpyGPT, prompt: Any, max_new_tokens: int, sampling: Any = None, *,
              rng: np.random.Generator | int | None = None, stop_tokens: Sequence[int] = (),
              **settings: Any) -> Any:
@@ -71,7 +54,10 @@ def generate(model: NumpyGPT, prompt: Any, max_new_tokens: int, sampling: Any = 
     any lengths: they are left-padded in one batch, with a padding mask). Settings are
     llmlib.sampling.Sampling's (temperature=0 is greedy, top_k, top_p, min_p), checked by it.
     Each sampled step draws rng.standard_exponential((B, V)) and `draw`s with it. A row that
-    produced one of `stop_tokens` repeats it; generation ends when every row has."""
+    produced one of `stop_tokens` repeats it; generation ends when every row has.
+
+    A function, not a `NumpyGPT` method, so that the model's module never imports this one."""
+
     from llmlib.sampling import Sampling
 
     if sampling is not None and settings:
@@ -81,7 +67,8 @@ def generate(model: NumpyGPT, prompt: Any, max_new_tokens: int, sampling: Any = 
             max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    rows, form = _prompt_rows(prompt, model.config.vocab_size)
+    read = prompt_rows(prompt, model.config.vocab_size)  # chapter 0: once, for the whole call
+    rows = read.rows
     width, window = max(map(len, rows)), model.config.context_length
     ids = np.zeros((len(rows), width), dtype=np.int64)
     mask = np.zeros((len(rows), width), dtype=bool)
@@ -105,8 +92,4 @@ def generate(model: NumpyGPT, prompt: Any, max_new_tokens: int, sampling: Any = 
         if stops.size and done.all():
             break
     out = [row[m].tolist() for row, m in zip(ids, mask)]             # the padding removed
-    if form == "list":
-        return out[0]
-    if form == "lists":
-        return out
-    return ids if np.ndim(prompt) == 2 else ids[0]
+    return read.like_input(out, lambda rows: np.array(rows, dtype=np.int64))

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from llmlib.checks import dataclass_fields, head_size, positive_int
+from llmlib.checks import IGNORE_INDEX, dataclass_fields, head_size, positive_int
 
 POSITIONS = ("learned", "sinusoidal")
 DTYPES = (np.float32, np.float64)
-IGNORE = -100  # targets equal to this are left out of the loss, as in GPT.forward
+IGNORE = IGNORE_INDEX  # targets equal to this are left out of the loss, as in GPT.forward
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,8 @@ def positions_of(padding_mask: np.ndarray) -> np.ndarray:
 
 class NumpyGPT:
     """llmlib's GPT in NumPy: weights in `params` (GPT-2's names, torch's layouts, one dtype),
-    `forward` (B, T) ids -> (B, T, V) logits, `loss`, `generate`. No dropout (eval mode)."""
+    `forward` (B, T) ids -> (B, T, V) logits, `loss`. No dropout (eval mode). Generation is
+    the function `llmlib.numpy_generate.generate(model, ...)`."""
 
     def __init__(self, config: NumpyGPTConfig, params: dict[str, np.ndarray] | None = None,
                  dtype: Any = np.float32, seed: int = 0):
@@ -217,12 +218,11 @@ class NumpyGPT:
         """The mean cross-entropy (targets (B, T), -100 ignored), as GPT.forward(idx, targets)."""
         return cross_entropy(self.forward(idx, padding_mask), targets)[0]
 
-    def generate(self, prompt: Any, max_new_tokens: int, sampling: Any = None, *,
-                 rng: np.random.Generator | int | None = None, **settings: Any) -> Any:
-        """The prompt continued by max_new_tokens tokens: llmlib.numpy_generate.generate."""
-        from llmlib.numpy_generate import generate
-
-        return generate(self, prompt, max_new_tokens, sampling, rng=rng, **settings)
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """Gone: generation is the function `llmlib.numpy_generate.generate(model, ...)`."""
+        raise NotImplementedError(
+            "NumpyGPT.generate moved out of the model's module (no import circle): "
+            "call llmlib.numpy_generate.generate(model, prompt, max_new_tokens, ...)")
 
     def num_parameters(self) -> int:
         """Parameters (the tied head counted once), as llmlib.gpt.count_parameters."""

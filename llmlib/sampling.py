@@ -14,7 +14,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from llmlib.checks import positive_int
+from llmlib.checks import IGNORE_INDEX, positive_int
+from llmlib.gpt import eval_mode
 
 
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -127,11 +128,9 @@ def sample_perplexity(model: torch.nn.Module, prompt_ids: Sequence[int],
     device = next(model.parameters()).device
     x = torch.tensor([ids[:-1]], device=device)
     targets = torch.tensor([ids[1:]], device=device)
-    targets[:, :len(prompt_ids) - 1] = -100  # score the continuation only
-    was_training = model.training
-    model.eval()
-    _, loss = model(x, targets)
-    model.train(was_training)
+    targets[:, :len(prompt_ids) - 1] = IGNORE_INDEX  # score the continuation only
+    with eval_mode(model):
+        _, loss = model(x, targets)
     return math.exp(loss.item())
 
 

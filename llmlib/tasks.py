@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import torch
 
+from llmlib.checks import IGNORE_INDEX
 from llmlib.gpt import GPT
 from llmlib.tokenizers import ENDOFTEXT
 
@@ -20,7 +21,7 @@ TASKS = ("classify", "instruct")
 RESPONSE = "Response: "
 # What `llmlib generate` wraps a prompt in, for a model finetuned on instructions.
 PROMPT_TEMPLATE = "Instruction: {prompt}\n" + RESPONSE
-IGNORE = -100  # the target id that F.cross_entropy (and GPT.forward) leaves out of the loss
+IGNORE = IGNORE_INDEX  # the target id that F.cross_entropy (and GPT.forward) leaves out
 
 
 def read_records(path: str | Path, task: str, labels: Sequence[str] | None = None) -> list[dict]:

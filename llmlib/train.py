@@ -26,7 +26,7 @@ from llmlib.checks import dataclass_fields, positive_int
 from llmlib.corpus import list_works
 from llmlib.data import encode_documents, split_by_works, to_device
 from llmlib.device import synchronize
-from llmlib.gpt import GPT, GPTConfig, count_parameters
+from llmlib.gpt import GPT, GPTConfig, count_parameters, eval_mode
 from llmlib.tokenizers import ENDOFTEXT, CharTokenizer
 
 SCHEDULES = ("cosine", "wsd", "constant")
@@ -192,15 +192,13 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 def evaluate(model: nn.Module, ids: torch.Tensor, starts: torch.Tensor, context_length: int,
              autocast: Any = nullcontext) -> float:
     """Mean loss over the fixed batches `starts` (n_batches, B), in eval mode (no dropout)."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     total = torch.zeros((), device=device)
-    for batch in starts:
-        x, y = windows(ids, batch, context_length, device)
-        with autocast():
-            total += model(x, y)[1].float()
-    model.train(was_training)
+    with eval_mode(model):
+        for batch in starts:
+            x, y = windows(ids, batch, context_length, device)
+            with autocast():
+                total += model(x, y)[1].float()
     return total.item() / len(starts)
 
 

@@ -11,8 +11,10 @@ shown.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
+from importlib import resources
 from typing import Sequence
 
 import numpy as np
@@ -96,108 +98,11 @@ _CSS = """
 #{id} .llmlib-attn-note {{color: #666; font-size: 11px;}}
 """
 
-_JS = r"""(function () {
-  var ROOT_ID = %s;
-  var root = document.getElementById(ROOT_ID);
-  if (!root || root.getAttribute("data-ready") === "1") return;
-  root.setAttribute("data-ready", "1");
-  var data = JSON.parse(document.getElementById(ROOT_ID + "-data").textContent);
-  var L = data.layers, H = data.heads, T = data.tokens.length;
-  var raw = atob(data.weights), W = new Float32Array(raw.length);
-  for (var i = 0; i < raw.length; i++) W[i] = raw.charCodeAt(i) / 255;
-  function weight(l, h, q, k) {  // h = -1: the mean over heads
-    if (h >= 0) return W[((l * H + h) * T + q) * T + k];
-    var s = 0;
-    for (var j = 0; j < H; j++) s += W[((l * H + j) * T + q) * T + k];
-    return s / H;
-  }
-  var state = {layer: 0, head: 0, query: T - 1, locked: false};
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text !== undefined) e.textContent = text;
-    return e;
-  }
-  if (data.title) root.appendChild(el("div", "llmlib-attn-title", data.title));
-  var bar = el("div", "llmlib-attn-bar");
-  function selector(label, options, onchange) {
-    var lab = el("label", null, label + " "), sel = el("select");
-    for (var i = 0; i < options.length; i++) {
-      var opt = el("option", null, options[i][0]);
-      opt.value = String(options[i][1]);
-      sel.appendChild(opt);
-    }
-    sel.addEventListener("change", function () { onchange(parseInt(sel.value, 10)); draw(); });
-    lab.appendChild(sel);
-    bar.appendChild(lab);
-    return sel;
-  }
-  var layers = [], heads = [];
-  for (var l = 0; l < L; l++) layers.push(["layer " + l, l]);
-  for (var h = 0; h < H; h++) heads.push(["head " + h, h]);
-  heads.push(["mean of heads", -1]);
-  selector("Layer", layers, function (v) { state.layer = v; });
-  selector("Head", heads, function (v) { state.head = v; });
-  var info = el("span", "llmlib-attn-info");
-  bar.appendChild(info);
-  root.appendChild(bar);
-  var row = el("div", "llmlib-attn-tokens"), spans = [];
-  function pick(i, click) {
-    if (click) { state.locked = !(state.locked && state.query === i); state.query = i; draw(); }
-    else if (!state.locked && state.query !== i) { state.query = i; draw(); }
-  }
-  data.tokens.forEach(function (tok, i) {
-    var s = el("span", "llmlib-attn-tok", tok);
-    s.title = "position " + i;
-    s.addEventListener("mouseenter", function () { pick(i, false); });
-    s.addEventListener("click", function () { pick(i, true); });
-    row.appendChild(s);
-    spans.push(s);
-  });
-  root.appendChild(row);
-  var cell = Math.max(3, Math.min(18, Math.floor(360 / T)));
-  var canvas = el("canvas", "llmlib-attn-map");
-  canvas.width = cell * T;
-  canvas.height = cell * T;
-  function rowAt(ev) {
-    var r = canvas.getBoundingClientRect();
-    return Math.min(T - 1, Math.max(0, Math.floor((ev.clientY - r.top) / r.height * T)));
-  }
-  canvas.addEventListener("mousemove", function (ev) { pick(rowAt(ev), false); });
-  canvas.addEventListener("click", function (ev) { pick(rowAt(ev), true); });
-  root.appendChild(canvas);
-  root.appendChild(el("div", "llmlib-attn-note",
-    "Hover a token (or a heatmap row) to see where it attends; click to lock. " +
-    "Heatmap: row = query (the token that looks), column = key (the token looked at), " +
-    "darker = more weight."));
-  var ctx = canvas.getContext ? canvas.getContext("2d") : null;
-  function draw() {
-    var q = state.query, best = 0, bestW = -1;
-    for (var k = 0; k < T; k++) {
-      var a = weight(state.layer, state.head, q, k);
-      if (a > bestW) { bestW = a; best = k; }
-      spans[k].style.background = "rgba(37, 99, 235, " + a.toFixed(3) + ")";
-      spans[k].style.color = a > 0.55 ? "#fff" : "#111";
-      spans[k].style.outline = k === q ? "2px solid #f97316" : "none";
-    }
-    info.textContent = (state.locked ? "locked: " : "") + "query " + q + " \u201c" +
-      data.tokens[q] + "\u201d attends most to " + best + " \u201c" + data.tokens[best] +
-      "\u201d (" + bestW.toFixed(2) + ")";
-    if (!ctx) return;
-    for (var qq = 0; qq < T; qq++) {
-      for (var kk = 0; kk < T; kk++) {
-        var v = weight(state.layer, state.head, qq, kk);
-        ctx.fillStyle = "rgb(" + Math.round(255 - 218 * v) + "," + Math.round(255 - 156 * v) +
-          "," + Math.round(255 - 20 * v) + ")";
-        ctx.fillRect(kk * cell, qq * cell, cell, cell);
-      }
-    }
-    ctx.strokeStyle = "#f97316";
-    ctx.lineWidth = 2;
-    ctx.strokeRect(1, q * cell + 1, T * cell - 2, cell - 2);
-  }
-  draw();
-})();"""
+@functools.cache
+def view_script() -> str:
+    """The view's JavaScript: `llmlib/static/attention_view.js`, a file shipped with the package
+    (read once). It defines `llmlibAttentionView(rootId)`; every view inlines it and calls it."""
+    return (resources.files("llmlib") / "static" / "attention_view.js").read_text(encoding="utf-8")
 
 
 def attention_html(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray],
@@ -205,10 +110,10 @@ def attention_html(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray],
                    title: str = "", element_id: str | None = None) -> str:
     """A self-contained, interactive HTML view of attention weights (L, H, T, T) over `tokens`.
 
-    Inline data (JSON, weights quantized to 1/255), inline CSS and a plain `<script>`: no CDN, no
-    RequireJS, no kernel needed, so it stays interactive in the rendered book and offline. The
-    element id is `element_id`, or derived from a hash of the content, so the same input always
-    gives the same HTML.
+    Inline data (JSON, weights quantized to 1/255), inline CSS and a plain `<script>` (the code of
+    `view_script()`): no CDN, no RequireJS, no kernel needed, so it stays interactive in the
+    rendered book and offline. The element id is `element_id`, or derived from a hash of the
+    content, so the same input always gives the same HTML.
     """
     arr = attention_stack(weights, tokens)
     L, H, T, _ = arr.shape
@@ -225,7 +130,8 @@ def attention_html(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray],
             f"<style>{_CSS.format(id=element_id)}</style>\n"
             f'<script type="application/json" id="{element_id}-data">{data}</script>\n'
             f"<noscript>This attention view needs JavaScript.</noscript>\n</div>\n"
-            f"<script>\n{_JS % json.dumps(element_id)}\n</script>\n")
+            f"<script>\n{view_script()}llmlibAttentionView({json.dumps(element_id)});\n"
+            f"</script>\n")
 
 
 def show_attention(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray],

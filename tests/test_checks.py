@@ -45,3 +45,33 @@ def test_token_ids():
         token_ids(idx.to(torch.uint8))
     with pytest.raises(TypeError, match="got ndarray"):
         token_ids(np.zeros((1, 2), dtype=np.int64))
+
+
+def test_prompt_rows_reads_every_form_without_torch():
+    from llmlib.checks import EmptyPromptError, prompt_rows
+
+    class Array:  # anything with NumPy's or torch's array protocol, read through .tolist()
+        ndim, shape, dtype = 2, (2, 2), "torch.int32"
+
+        def tolist(self):
+            return [[1, 2], [3, 4]]
+
+    assert prompt_rows(Array(), 5).rows == [[1, 2], [3, 4]]
+    one = prompt_rows(np.array([1, 2]), 5)
+    assert (one.rows, one.batched, one.array) == ([[1, 2]], False, True)
+    assert one.like_input([[1, 2, 3]], np.array).tolist() == [1, 2, 3]
+    ragged = prompt_rows([[1], (2, np.int64(3))], 5)
+    assert ragged.rows == [[1], [2, 3]] and ragged.batched and not ragged.array
+    assert ragged.like_input([[1, 4], [2, 3, 4]], np.array) == [[1, 4], [2, 3, 4]]
+    as_array = prompt_rows(torch.tensor([[1], [2]]), 5)
+    padded = as_array.like_input([[1, 4], [2, 4, 4]], torch.tensor)  # a stopped row repeats
+    assert padded.tolist() == [[1, 4, 4], [2, 4, 4]]
+    with pytest.raises(TypeError, match="non-empty"):
+        prompt_rows([], 5)
+    with pytest.raises(ValueError, match=r"holds no tokens \(T = 0\)"):
+        prompt_rows(np.zeros((1, 0), dtype=np.int64), 5)
+    assert issubclass(EmptyPromptError, TypeError) and issubclass(EmptyPromptError, ValueError)
+    with pytest.raises(ValueError, match=r"astype\(np.int64\)"):
+        prompt_rows(np.array([1.0]), 5)
+    with pytest.raises(ValueError, match=r"0\.\.4 \(vocab_size=5\), found ids from -1 to 2"):
+        prompt_rows([[2], [-1]], 5)

@@ -223,6 +223,51 @@ def test_past_the_context_the_cache_slides_and_matches_its_window(model):
     assert lengths[:T - 10] == list(range(11, T + 1))
 
 
+def test_chapter_5s_reference_samples_what_chapter_7_samples(model):
+    """GPT.generate is the uncached reference: with the same generator, its temperature and top-k
+    draws are chapter 7's (top_k_filter's semantics, in float32)."""
+    for prompt, options in (([1, 2, 3], dict(temperature=0.8, top_k=5)),
+                            (torch.tensor([[4, 5], [6, 7]]), dict(temperature=1.3))):
+        ours = model.generate(prompt, 12, generator=torch.Generator().manual_seed(3), **options)
+        chapter_7 = generate(model, prompt, 12, generator=torch.Generator().manual_seed(3),
+                             use_cache=False, **options)
+        assert ours == chapter_7 if isinstance(ours, list) else torch.equal(ours, chapter_7)
+
+
+def test_the_prompt_is_read_once_per_call_and_stream_checks_at_once(model, monkeypatch):
+    import llmlib.generate as generate_module
+    from llmlib.checks import prompt_rows
+
+    calls = []
+    monkeypatch.setattr(generate_module, "prompt_rows",
+                        lambda *args: calls.append(args) or prompt_rows(*args))
+    generate(model, [[1, 2], [3]], 4, temperature=0)
+    assert len(calls) == 1
+    list(stream(model, [1, 2], 4, temperature=0))
+    assert len(calls) == 2
+    with pytest.raises(ValueError, match="must lie in"):
+        stream(model, [1, 99], 3)  # raised by the call, before any step is asked for
+
+
+def test_generation_restores_the_mode_even_after_an_error(model):
+    model.train()
+    try:
+        steps = stream(model, [1, 2], 5, temperature=0)
+        next(steps)
+        assert not model.training  # eval mode while decoding
+        steps.close()
+        assert model.training
+        class Failing(Sampling):
+            def choose(self, logits, generator=None):
+                raise RuntimeError("a failing sampler")
+
+        with pytest.raises(RuntimeError, match="a failing sampler"):
+            generate(model, [1, 2], 3, Failing())
+        assert model.training
+    finally:
+        model.eval()
+
+
 def test_the_recompute_path_crops_like_chapter_5(model):
     prompt = [5, 6, 7]
     assert (generate(model, prompt, 80, temperature=0, use_cache=False)

@@ -438,3 +438,19 @@ def test_corrupt_checkpoints_are_clear_errors(tmp_path):
     torch.save([1, 2, 3], tmp_path / "list.bin")
     with pytest.raises(ValueError, match="holds a list, not a state dict"):
         load_state_dict_file(tmp_path / "list.bin")
+
+
+def test_eval_mode_restores_the_mode_even_after_an_error():
+    from llmlib.gpt import eval_mode
+
+    model = GPT(TINY).train()
+    with pytest.raises(KeyError):
+        with eval_mode(model) as inside:
+            assert inside is model and not model.training
+            assert not any(m.training for m in model.modules())
+            raise KeyError("in the body")
+    assert all(m.training for m in model.modules())
+    model.eval()
+    with eval_mode(model):
+        pass
+    assert not model.training

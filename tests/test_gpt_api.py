@@ -38,6 +38,13 @@ def test_generate_accepts_a_list_a_1d_and_a_2d_prompt(model):
     assert model.generate([5], 0) == [5]
 
 
+def test_generate_takes_lists_of_one_length_and_points_ragged_ones_to_chapter_7(model):
+    rows = model.generate([[3, 1], [4, 1]], 3, temperature=0)
+    assert rows == [model.generate(row, 3, temperature=0) for row in ([3, 1], [4, 1])]
+    with pytest.raises(ValueError, match=r"llmlib\.generate\.generate"):
+        model.generate([[3, 1], [4]], 3)
+
+
 @pytest.mark.parametrize("prompt, error, match", [
     ([], ValueError, r"holds no tokens \(T = 0\)"),
     (torch.zeros(1, 0, dtype=torch.long), ValueError, "holds no tokens"),

@@ -17,6 +17,7 @@ from llmlib.generate import generate as generate_torch
 from llmlib.gpt import GPT, GPTConfig, count_parameters, training_memory
 from llmlib.kvcache import KVCache, forward_cached
 from llmlib.numpy_generate import draw, filter_logits
+from llmlib.numpy_generate import generate as generate_numpy
 from llmlib.numpy_gpt import (NumpyGPT, NumpyGPTConfig, forward_tape, layer_norm, parameter_shapes,
                               positions_of, sinusoidal_table, softmax)
 from llmlib.numpy_grad import (AdamW, clip_grad_norm, gelu_backward, layer_norm_backward,
@@ -297,11 +298,10 @@ def test_greedy_generation_equals_chapter_7s_for_a_padded_batch():
     model = make_gpt(context_length=32)
     ours = NumpyGPT.from_gpt(model)
     prompts = [[1, 2, 3, 4, 5], [6], [7, 8, 9]]
-    assert ours.generate(prompts, 10, temperature=0) == generate_torch(model, prompts, 10,
-                                                                       temperature=0)
-    assert ours.generate(prompts[0], 4, temperature=0) == generate_torch(model, prompts[0], 4,
-                                                                         temperature=0)
-    array = ours.generate(np.array([[1, 2], [3, 4]]), 3, temperature=0)
+    for batch, n in ((prompts, 10), (prompts[0], 4)):
+        assert generate_numpy(ours, batch, n, temperature=0) == generate_torch(model, batch, n,
+                                                                               temperature=0)
+    array = generate_numpy(ours, np.array([[1, 2], [3, 4]]), 3, temperature=0)
     assert array.shape == (2, 5) and array[:, :2].tolist() == [[1, 2], [3, 4]]
 
 
@@ -309,8 +309,8 @@ def test_sampled_generation_is_reproducible_and_uses_kept_tokens():
     model = make_gpt(context_length=32)
     ours = NumpyGPT.from_gpt(model)
     sampling = Sampling(0.9, top_k=3)
-    a = ours.generate([[1, 2], [3]], 8, sampling, rng=5)
-    assert a == ours.generate([[1, 2], [3]], 8, sampling, rng=5)
+    a = generate_numpy(ours, [[1, 2], [3]], 8, sampling, rng=5)
+    assert a == generate_numpy(ours, [[1, 2], [3]], 8, sampling, rng=5)
     for prompt, row in zip([[1, 2], [3]], a):
         with torch.no_grad():
             logits = model(torch.tensor([row[:-1]]))[0][0, len(prompt) - 1:]
@@ -320,11 +320,11 @@ def test_sampled_generation_is_reproducible_and_uses_kept_tokens():
 
 def test_generation_crops_to_the_context_and_stops_at_stop_tokens():
     model = NumpyGPT.from_gpt(make_gpt(context_length=8))
-    out = model.generate([1, 2, 3], 12, temperature=0)
+    out = generate_numpy(model, [1, 2, 3], 12, temperature=0)
     assert len(out) == 15  # past the context: the model sees its last 8 tokens
-    greedy = model.generate([[1, 2, 3], [4]], 6, temperature=0)
+    greedy = generate_numpy(model, [[1, 2, 3], [4]], 6, temperature=0)
     stop = greedy[0][3]
-    stopped = model.generate([[1, 2, 3], [4]], 6, temperature=0, stop_tokens=[stop])
+    stopped = generate_numpy(model, [[1, 2, 3], [4]], 6, temperature=0, stop_tokens=[stop])
     assert stopped[0][3] == stop and set(stopped[0][3:]) == {stop}
 
 
@@ -354,11 +354,11 @@ IDS = np.zeros((2, 4), dtype=np.int64)
     (lambda: NumpyGPTConfig(n_embd=10, n_head=3), ValueError, "divisible"),
     (lambda: NumpyGPTConfig(position="rotary"), ValueError, "position"),
     (lambda: NumpyGPTConfig.from_dict({"rope": True}), ValueError, "unknown"),
-    (lambda: TINY.generate([], 3), TypeError, "non-empty"),
-    (lambda: TINY.generate([1, 99], 3), ValueError, "0..9"),
-    (lambda: TINY.generate([1], -1), ValueError, "max_new_tokens"),
-    (lambda: TINY.generate([1], 3, temperature=-1), ValueError, "temperature"),
-    (lambda: TINY.generate([1], 3, Sampling(0.5), top_k=3), ValueError, "not both"),
+    (lambda: generate_numpy(TINY, [], 3), TypeError, "non-empty"),
+    (lambda: generate_numpy(TINY, [1, 99], 3), ValueError, "0..9"),
+    (lambda: generate_numpy(TINY, [1], -1), ValueError, "max_new_tokens"),
+    (lambda: generate_numpy(TINY, [1], 3, temperature=-1), ValueError, "temperature"),
+    (lambda: generate_numpy(TINY, [1], 3, Sampling(0.5), top_k=3), ValueError, "not both"),
 ])
 def test_bad_input_is_refused_with_a_fix(call, error, match):
     with pytest.raises(error, match=match):
@@ -415,5 +415,24 @@ def test_exercise_2_solution_a_numpy_kv_cache_equals_generate():
     exec(code, scope)
     model = NumpyGPT.from_gpt(make_gpt(context_length=32))
     prompt = [3, 1, 4, 1, 5]
-    assert scope["generate_cached"](model, prompt, 20) == model.generate(prompt, 20,
+    assert scope["generate_cached"](model, prompt, 20) == generate_numpy(model, prompt, 20,
                                                                          temperature=0)
+
+
+def test_the_old_generate_method_says_what_replaced_it():
+    with pytest.raises(NotImplementedError, match=r"llmlib\.numpy_generate\.generate\(model"):
+        TINY.generate([1], 3)
+
+
+def test_numpy_gpt_does_not_import_numpy_generate():
+    """The appendix's modules import downward only: generation uses the model, not the reverse."""
+    import ast
+    from pathlib import Path
+
+    import llmlib.numpy_gpt
+
+    tree = ast.parse(Path(llmlib.numpy_gpt.__file__).read_text(encoding="utf-8"))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for a in node.names}
+    assert "llmlib.numpy_generate" not in imported

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from llmlib.viz import (attention_explorer, attention_html, attention_stack,
-                        decode_attention_html_data, show_attention)
+                        decode_attention_html_data, show_attention, view_script)
 
 HARNESS = Path(__file__).with_name("attention_view_harness.js")
 TOKENS = ["to", " be", "</script>", "\n", "é", "<b>x</b>"]
@@ -88,7 +88,31 @@ def test_inputs_list_tensor_and_errors():
     assert "<div id=" in show_attention(w, TOKENS).data
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
+NO_NODE = "Node.js is not installed: the view's JavaScript is checked only where `node` runs"
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason=NO_NODE)
+def test_the_shipped_script_is_valid_javascript():
+    """The view's code is a package file, llmlib/static/attention_view.js, inlined in a view."""
+    from importlib import resources
+
+    path = resources.files("llmlib") / "static" / "attention_view.js"
+    assert path.is_file() and view_script() == path.read_text(encoding="utf-8")
+    assert "</" not in view_script()  # it is inlined in a <script> element: nothing may close it
+    subprocess.run(["node", "--check", str(path)], check=True, timeout=60)
+    assert view_script() in attention_html(_weights(L=1, H=1), TOKENS)
+
+
+def test_the_script_ships_with_the_package():
+    import tomllib
+
+    from conftest import ROOT
+
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "static/*.js" in data["tool"]["setuptools"]["package-data"]["llmlib"]
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason=NO_NODE)
 def test_script_is_valid_and_interactive_under_node(tmp_path):
     w = _weights(L=2, H=3)
     html = attention_html(w, TOKENS, title="node")
