@@ -3,12 +3,11 @@
 
 """Generation (chapter 7), on the KV cache of `llmlib.kvcache`: batched generation with left
 padding, streaming, stop tokens and strings, a sliding window past
-the context, beam search equal to Hugging Face's, and the `llmlib generate` command."""
+the context, and beam search equal to Hugging Face's. The command is `llmlib.cmd_generate`."""
 
 from __future__ import annotations
 
 import operator
-import sys
 import warnings
 from typing import Any, Iterator, Sequence
 
@@ -318,138 +317,3 @@ def beam_search(model: GPT, prompt: Sequence[int], max_new_tokens: int, num_beam
         model.train(was_training)
     best = int(torch.argmax(done_scores))
     return done_ids[best], float(done_scores[best])
-
-
-def register(subcommands: Any) -> None:
-    """`llmlib generate`: continue a prompt with a saved model (GPT.save or a pretrain run)."""
-    import argparse
-
-    parser = subcommands.add_parser(
-        "generate", help="continue a prompt with a trained model",
-        description="Continue a prompt with a model saved by GPT.save or `llmlib pretrain` "
-        "(its folder holds model.safetensors, config.json, tokenizer.json). Without --prompt, "
-        "every line of standard input is a prompt.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--model", required=True, help="the model folder, e.g. runs/x/best")
-    parser.add_argument("--prompt", help="the text to continue (default: read standard input)")
-    parser.add_argument("--max-new-tokens", type=int, default=200, help="tokens to add")
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 is greedy")
-    parser.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
-    parser.add_argument("--top-p", type=float, help="sample from the nucleus of mass p, (0, 1]")
-    parser.add_argument("--min-p", type=float, help="drop tokens below min_p × the top one's")
-    parser.add_argument("--beams", type=int, help="beam search with K beams (no sampling)")
-    parser.add_argument("--length-penalty", type=float, default=1.0, help="for --beams")
-    parser.add_argument("--stop", action="append", default=[], metavar="TEXT",
-                        help="stop after this text (repeatable)")
-    parser.add_argument("--seed", type=int, default=1337, help="the sampling seed")
-    parser.add_argument("--stream", action="store_true", help="print tokens as they come")
-    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the fastest here)")
-    parser.add_argument("--cuda-graph", action="store_true",
-                        help="replay each decode step as a captured CUDA graph (CUDA only)")
-    parser.set_defaults(run=generate_command)
-
-
-def generate_command(args: Any) -> int:
-    """What `llmlib generate` runs: every flag and the model are checked before generating."""
-    from pathlib import Path
-
-    from llmlib.device import get_device
-    from llmlib.tokenizers import ENDOFTEXT, Tokenizer
-
-    if args.max_new_tokens < 0:
-        raise ValueError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
-    if args.beams is not None:
-        positive_int("--beams", args.beams)
-        if args.cuda_graph:
-            raise ValueError("--cuda-graph speeds up sampling and greedy decoding; --beams does "
-                             "not use it: drop one of them")
-        if (args.top_k, args.top_p, args.min_p) != (None, None, None):
-            raise ValueError("--beams searches, it does not sample: drop --top-k/--top-p/--min-p")
-        sampling = None
-    else:
-        sampling = Sampling(args.temperature, args.top_k, args.top_p, args.min_p)
-    folder = Path(args.model)
-    if not (folder / "tokenizer.json").is_file():
-        raise FileNotFoundError(f"{folder} has no tokenizer.json: pass a folder written by "
-                                "GPT.save(dir, tokenizer=...) or a run's best/ or last/")
-    tokenizer = Tokenizer.load(folder / "tokenizer.json")
-    template = _prompt_template(folder)
-    model = GPT.load(folder, device=args.device or get_device())
-    if args.prompt is not None:
-        prompts = [args.prompt]
-    else:
-        prompts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    if not prompts or not all(prompts):
-        raise ValueError("the prompt is empty: give text to continue with --prompt or on "
-                         "standard input")
-    encoded = []
-    for text in prompts:  # all prompts are checked before anything is generated
-        try:
-            encoded.append(tokenizer.encode(template.replace("{prompt}", text)))
-        except ValueError as err:
-            raise ValueError(f"this model's tokenizer cannot encode the prompt: {err}") from None
-    eot = tokenizer.special_tokens.get(ENDOFTEXT)
-    stops = [] if eot is None else [eot]
-    cut_at = list(args.stop) + ([] if eot is None else [ENDOFTEXT])  # neither is printed
-    generator = torch.Generator().manual_seed(args.seed)
-    for text, ids in zip(prompts, encoded):
-        shown = text if template == "{prompt}" else ""  # a finetuned model prints its answer
-        if args.beams is not None:
-            out, _ = beam_search(model, ids, args.max_new_tokens, args.beams,
-                                 length_penalty=args.length_penalty, eos_token_id=eot)
-            print(shown + _cut(tokenizer.decode(out[len(ids):]), cut_at))
-        elif args.stream:
-            _print_stream(model, tokenizer, template.replace("{prompt}", text), shown, args,
-                          sampling, stops, cut_at, generator)
-        else:
-            out = generate(model, ids, args.max_new_tokens, sampling, tokenizer=tokenizer,
-                           stop_tokens=stops, stop_strings=args.stop, generator=generator,
-                           cuda_graph=args.cuda_graph)
-            print(shown + _cut(tokenizer.decode(out[len(ids):]), cut_at))
-    return 0
-
-
-def _prompt_template(folder: Any) -> str:
-    """How the model wants its prompt: "{prompt}" (as it is) for a pretrained model; a model
-    finetuned on instructions (chapter 8) names its template in finetune.json."""
-    import json
-
-    path = folder / "finetune.json"
-    if not path.is_file():
-        return "{prompt}"
-    try:
-        template = json.loads(path.read_text(encoding="utf-8")).get("prompt_template",
-                                                                     "{prompt}")
-    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
-        raise ValueError(f"{path} is not a JSON object ({err}): finetune the model again, or "
-                         "delete the file to use the model without a template") from None
-    if not isinstance(template, str) or "{prompt}" not in template:
-        raise ValueError(f"{path}: prompt_template must be a string with a {{prompt}} slot, got "
-                         f"{template!r}")
-    return template
-
-
-def _print_stream(model: GPT, tokenizer: Any, text: str, shown: str, args: Any,
-                  sampling: Sampling, stops: list[int], cut_at: list[str],
-                  generator: torch.Generator) -> None:
-    """Print `shown`, then the continuation of `text` as it comes, holding back what could
-    begin a stop string."""
-    print(shown, end="", flush=True)
-    hold = max(map(len, cut_at), default=1) - 1
-    new, printed = "", 0
-    for piece in stream_text(model, tokenizer, text, args.max_new_tokens, sampling=sampling,
-                             stop_tokens=stops, generator=generator, cuda_graph=args.cuda_graph):
-        new += piece
-        if _cut(new, cut_at) != new:
-            new = _cut(new, cut_at)
-            break
-        if len(new) - hold > printed:
-            print(new[printed:len(new) - hold], end="", flush=True)
-            printed = len(new) - hold
-    print(new[printed:])
-
-
-def _cut(text: str, stops: Sequence[str]) -> str:
-    """`text` up to the first of the stop strings (excluded)."""
-    ends = [text.index(s) for s in stops if s in text]
-    return text[:min(ends)] if ends else text

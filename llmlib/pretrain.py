@@ -7,12 +7,11 @@ and the `llmlib pretrain` command."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,9 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from llmlib.gpt import GPT, PRESETS, GPTConfig
+from llmlib.gpt import GPT, GPTConfig
 from llmlib.tokenizers import ENDOFTEXT
-from llmlib.train import (DTYPES, SCHEDULES, Corpus, TrainConfig, batch_starts,
+from llmlib.train import (Corpus, TrainConfig, batch_starts,
                           check_resumable, evaluate, fixed_batches, flops_per_token,
                           load_checkpoint, load_corpus, lr_at, make_optimizer, peak_flops,
                           rng_state, save_checkpoint, set_rng_state, windows)
@@ -284,100 +283,3 @@ def compiled(model: nn.Module, example: torch.Tensor) -> nn.Module:
         warnings.warn(f"torch.compile is unavailable here ({type(err).__name__}: {err}); "
                       "training without it", stacklevel=2)
         return model
-
-
-MODEL_FLAGS = ("context_length", "n_layer", "n_head", "n_embd", "dropout", "bias")
-
-
-def register(subcommands: Any) -> None:
-    """`llmlib pretrain`: every field of GPTConfig (but the vocabulary, which is the tokenizer's)
-    and of TrainConfig is a flag; `--config run.json` sets any of them, and flags override it."""
-    import argparse
-
-    parser = subcommands.add_parser(
-        "pretrain", help="train a GPT on the Shakespeare corpus",
-        description="Train a GPT on Shakespeare (whole works held out). Every model and training "
-        "setting is a flag or a key of --config; also under torchrun --nproc_per_node=K.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--config", type=Path, help="a JSON object of settings (flag names with _)")
-    parser.add_argument("--preset", default="small", choices=sorted(PRESETS),
-                        help="the model's starting shape; the flags below change it")
-    parser.add_argument("--out", type=Path, default=Path("runs/pretrain"),
-                        help="the run folder: checkpoints last/ and best/ (by val loss)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the fastest here)")
-    model = parser.add_argument_group("model (GPTConfig)")
-    for f in fields(GPTConfig):
-        if f.name in MODEL_FLAGS:
-            _add_flag(model, f.name, f.default, f"GPTConfig.{f.name}")
-    train = parser.add_argument_group("training (TrainConfig)")
-    for f in fields(TrainConfig):
-        choices = {"tokenizer": ("char", "bpe"), "schedule": SCHEDULES, "dtype": DTYPES}.get(f.name)
-        _add_flag(train, f.name, f.default, f"TrainConfig.{f.name}", choices)
-    parser.set_defaults(run=pretrain_command)
-
-
-def _add_flag(group: Any, name: str, default: Any, help_text: str, choices: Any = None) -> None:
-    import argparse
-
-    flag = "--" + name.replace("_", "-")
-    if isinstance(default, bool):
-        group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                           help=f"{help_text} (default {default})")
-    else:
-        group.add_argument(flag, type=type(default), choices=choices, default=None,
-                           help=f"{help_text} (default {default})")
-
-
-def settings_from_args(args: Any) -> tuple[dict[str, Any], TrainConfig]:
-    """The model fields and the TrainConfig of a command line: defaults < --config < flags."""
-    values: dict[str, Any] = {}
-    if args.config is not None:
-        try:
-            values = json.loads(Path(args.config).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"--config {args.config}: no such file") from None
-        except json.JSONDecodeError as err:
-            raise ValueError(f"--config {args.config} is not valid JSON ({err})") from None
-        if not isinstance(values, dict):
-            raise ValueError(f"--config {args.config} must hold a JSON object of settings")
-        known = set(MODEL_FLAGS) | {f.name for f in fields(TrainConfig)} | {"preset"}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"--config {args.config}: unknown setting(s) {unknown}; "
-                             f"the settings are {sorted(known)}")
-    for name, value in vars(args).items():
-        if value is not None and name not in ("config", "out", "resume", "device", "run"):
-            values[name] = value
-    values.setdefault("preset", "small")
-    model = {k: values.pop(k) for k in list(values) if k in MODEL_FLAGS or k == "preset"}
-    return model, TrainConfig.from_dict(values)
-
-
-def pretrain_command(args: Any) -> int:
-    """What `llmlib pretrain` runs: checks every setting before anything is written."""
-    model_fields, cfg = settings_from_args(args)
-    preset = model_fields.pop("preset")
-    if args.resume:
-        model_config = None
-        saved = args.out / "last" / "config.json"
-        if model_fields and saved.is_file():  # given again: must agree with the checkpoint
-            values = json.loads(saved.read_text(encoding="utf-8"))
-            model_config = GPTConfig.from_dict({**values, **model_fields})
-        corpus = None
-    else:
-        GPTConfig.preset(preset, vocab_size=1, **model_fields)  # a bad shape fails before data
-        corpus = load_corpus(cfg)
-        model_config = GPTConfig.preset(preset, tokenizer=corpus.tokenizer, **model_fields)
-        if (args.out / "last").exists():
-            raise ValueError(f"{args.out} already holds a run: pass --resume to continue it, "
-                             "or choose another --out")
-    result = pretrain(model_config, cfg, args.out, resume=args.resume, device=args.device,
-                      corpus=corpus)
-    if distributed()[0] == 0:
-        val = result.evals["val"][-1]
-        print(f"step {result.history['step'][-1] + 1}: val loss {val:.4f} "
-              f"({result.corpus.bits_per_byte(val):.3f} bits per byte); checkpoints in {args.out}")
-        if result.stopped_early:
-            print(f"stopped early; continue with: llmlib pretrain --resume --out {args.out}")
-    return 0
