@@ -111,6 +111,8 @@ class FinetuneConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 10
     grad_clip: float = 1.0
+    beta1: float = 0.9  # AdamW's, as in pretraining (make_optimizer reads them)
+    beta2: float = 0.99
     evals_per_epoch: int = 2
     patience: int = 3  # evaluations without a better validation loss before stopping
     seed: int = 1337
@@ -144,52 +146,35 @@ def train_loop(model: nn.Module, loss_of: Callable[[Any], torch.Tensor], train: 
     collated batch (on the model's device)."""
     from tqdm.auto import tqdm
 
-    from llmlib.train import TrainConfig, lr_at, make_optimizer
+    from llmlib.train import lr_at, make_optimizer
 
     if not train or not val:
         raise ValueError(f"need training and validation examples, got {len(train)} and "
                          f"{len(val)}")
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
-    schedule = TrainConfig(lr=cfg.lr, min_lr=cfg.lr / 10, max_steps=total,
-                           warmup_steps=min(cfg.warmup_steps, total - 1),
-                           weight_decay=cfg.weight_decay)
-    optimizer = make_optimizer(model, schedule)
+    schedule = dict(lr=cfg.lr, min_lr=cfg.lr / 10, max_steps=total,
+                    warmup_steps=min(cfg.warmup_steps, total - 1))
+    optimizer = make_optimizer(model, cfg)
     eval_at = {round(steps_per_epoch * k / cfg.evals_per_epoch) for k in
                range(1, cfg.evals_per_epoch + 1)}
     generator = torch.Generator().manual_seed(cfg.seed)
     result, best, since_best, step = FinetuneResult(), None, 0, 0
     start = time.perf_counter()
-
-    @torch.no_grad()
-    def val_loss() -> float:
-        model.eval()
-        chunks = [val[i:i + cfg.batch_size] for i in range(0, len(val), cfg.batch_size)]
-        total = sum(loss_of(collate(chunk)).item() * len(chunk) for chunk in chunks)
-        model.train()
-        return total / len(val)
-
     model.train()
     bar = tqdm(total=total, disable=not progress, desc="finetune")
     for epoch in range(cfg.epochs):
         order = torch.randperm(len(train), generator=generator).tolist()
         for k in range(steps_per_epoch):
             batch = collate([train[i] for i in order[k * cfg.batch_size:(k + 1) * cfg.batch_size]])
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, schedule)
             loss = loss_of(batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(
-                    [p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
-            optimizer.step()
+            _update(model, optimizer, loss, lr_at(step, **schedule), cfg.grad_clip)
             step += 1
             result.history["step"].append(step)
             result.history["loss"].append(loss.item())
             bar.update()
             if k + 1 in eval_at:
-                loss_val = val_loss()
+                loss_val = _mean_loss(model, loss_of, val, collate, cfg.batch_size)
                 result.evals["step"].append(step)
                 result.evals["val"].append(loss_val)
                 bar.set_postfix(loss=f"{loss.item():.3f}", val=f"{loss_val:.3f}")
@@ -199,20 +184,41 @@ def train_loop(model: nn.Module, loss_of: Callable[[Any], torch.Tensor], train: 
                             if p.requires_grad}  # only these change
                 else:
                     since_best += 1
-                if since_best >= cfg.patience:
-                    result.stopped_early = True
+                result.stopped_early = since_best >= cfg.patience
+                if result.stopped_early:
                     break
         if result.stopped_early:
             break
     bar.close()
-    if best is not None:
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                if name in best:
-                    param.copy_(best[name])
+    if best is not None:  # the best trainable weights, back in place
+        model.load_state_dict(best, strict=False)
     model.eval()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _update(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, lr: float,
+            grad_clip: float) -> None:
+    """One optimizer step on `loss` at learning rate `lr`, clipping the trainable gradients."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(
+            [p for p in model.parameters() if p.requires_grad], grad_clip)
+    optimizer.step()
+
+
+@torch.no_grad()
+def _mean_loss(model: nn.Module, loss_of: Callable[[Any], torch.Tensor], examples: Sequence[Any],
+               collate: Callable[[Sequence[Any]], Any], batch_size: int) -> float:
+    """The mean loss over `examples`, in eval mode (no dropout); the model is left training."""
+    model.eval()
+    chunks = [examples[i:i + batch_size] for i in range(0, len(examples), batch_size)]
+    total = sum(loss_of(collate(chunk)).item() * len(chunk) for chunk in chunks)
+    model.train()
+    return total / len(examples)
 
 
 def save_finetuned(model: nn.Module, directory: str | Path, tokenizer: Any, **info: Any) -> Path:
