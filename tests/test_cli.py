@@ -119,3 +119,16 @@ def test_settings_merge_defaults_config_and_flags(tmp_path):
     config.write_text(json.dumps({"nmae": "a"}))
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['nmae'\]"):
         read_settings(parser.parse_args(["--config", str(config)]), {"name"})
+
+
+@pytest.mark.parametrize("command", [["pretrain"], ["generate", "--prompt", "a"],
+                                     ["finetune", "--task", "classify", "--data", "x.json"]])
+def test_every_command_checks_its_device_first(command, tmp_path, capsys):
+    args = [*command, "--device", "tpu9", "--out" if command[0] != "generate" else "--model",
+            str(tmp_path / "run")]
+    if command[0] == "finetune":
+        args += ["--model", str(tmp_path)]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("llmlib: error: --device='tpu9' is not a device name"), err
+    assert not (tmp_path / "run").exists()
