@@ -150,5 +150,5 @@ def take(settings: type, values: dict[str, Any]) -> Any:
         elif (field.default is dataclasses.MISSING
               and field.default_factory is dataclasses.MISSING):
             flag = "--" + field.name.replace("_", "-")
-            raise ValueError(f"{flag} is required (a flag, or the key {field.name!r} of --config)")
+            raise ValueError(f"{flag} is required")
     return settings(**found)
