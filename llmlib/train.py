@@ -233,6 +233,16 @@ def evaluate(model: nn.Module, ids: torch.Tensor, starts: torch.Tensor, context_
     return total.item() / len(starts)
 
 
+MOVED = {"flops_per_token", "peak_flops", "PEAK_TFLOPS"}  # to llmlib.pretrain, with the hardware
+
+
+def __getattr__(name: str) -> Any:
+    """A clear error for the names that moved to `llmlib.pretrain`."""
+    if name in MOVED:
+        raise ImportError(f"llmlib.train.{name} is now llmlib.pretrain.{name}: import it there")
+    raise AttributeError(f"module 'llmlib.train' has no attribute {name!r}")
+
+
 STATE_FILE = "train_state.pt"
 # Train settings a resumed run may change: logging, speed, and max_steps (to train longer).
 RESUMABLE_CHANGES = {"eval_interval", "log_interval", "checkpoint_interval", "sample_tokens",

@@ -160,6 +160,8 @@ def test_flops_per_token_matches_the_palm_formula():
     cfg = GPTConfig.preset("gpt2")
     n = 124_439_808 - 1024 * 768  # without the position embedding
     assert flops_per_token(cfg) == 6 * n + 12 * 12 * 768 * 1024
+    with pytest.raises(ImportError, match="now llmlib.pretrain.flops_per_token"):
+        from llmlib.train import flops_per_token as moved  # noqa: F401
 
 
 # ---------------------------------------------------------------- the loop
