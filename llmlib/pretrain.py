@@ -102,6 +102,7 @@ class Run:
 
     cfg: TrainConfig
     model: GPT  # the module itself: evaluation runs it and checkpoints save it
+    wrapped: nn.Module  # what training runs: the model, compiled and/or in DDP
     corpus: Corpus
     out: Path | None
     device: torch.device
@@ -111,9 +112,8 @@ class Run:
     scaler: torch.amp.GradScaler
     autocast: Callable[[], Any]  # a new autocast context (mixed precision), or nullcontext
     peak: float  # the device's peak FLOP/s, for MFU
-    wrapped: nn.Module | None = None  # what training runs: the model, compiled and/or in DDP
-    generator: torch.Generator = field(default_factory=torch.Generator)  # the data position
-    eval_starts: dict[str, torch.Tensor] = field(default_factory=dict)  # fixed "train", "val"
+    generator: torch.Generator  # the data position
+    eval_starts: dict[str, torch.Tensor]  # "train", "val": the fixed (n_batches, B) starts
     history: dict[str, list[float]] = field(default_factory=lambda: {
         "step": [], "loss": [], "lr": []})
     evals: dict[str, list[float]] = field(default_factory=lambda: {
@@ -139,12 +139,17 @@ def _set_up(model_config: GPTConfig | None, cfg: TrainConfig, out: Path | None, 
     amp_dtype, use_scaler = precision(device, cfg.dtype)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    run = Run(cfg, model, corpus, out, device, rank, world, make_optimizer(model, cfg),
+    peak = peak_flops(device, amp_dtype)  # on CPUs it draws random numbers: before compiling
+    T = model.config.context_length
+    run = Run(cfg, model, _wrapped(model, cfg, device, local_rank, world), corpus, out, device,
+              rank, world, make_optimizer(model, cfg),
               torch.amp.GradScaler(device.type, enabled=use_scaler),
               autocast=(nullcontext if amp_dtype == torch.float32
                         else lambda: torch.autocast(device.type, dtype=amp_dtype)),
-              peak=peak_flops(device, amp_dtype))
-    run.generator.manual_seed(cfg.seed)
+              peak=peak, generator=torch.Generator().manual_seed(cfg.seed),
+              eval_starts={name: fixed_batches(ids, cfg.eval_batches, cfg.batch_size, T, cfg.seed)
+                           for name, ids in (("train", corpus.train_ids),
+                                             ("val", corpus.val_ids))})
     if state is not None:
         run.optimizer.load_state_dict(state["optimizer"])
         if state["scaler"]:  # empty when saved by a run without a scaler (bf16, fp32)
@@ -153,17 +158,22 @@ def _set_up(model_config: GPTConfig | None, cfg: TrainConfig, out: Path | None, 
         run.step, run.best_val = state["step"], state["best_val"]
         run.history, run.evals = state["history"], state["evals"]
     run.started = entered - (run.evals["seconds"][-1] if run.evals["seconds"] else 0.0)
-    T = model.config.context_length
-    example = torch.zeros(cfg.batch_size, T, dtype=torch.long, device=device)
-    run.wrapped = compiled(model, example) if cfg.compile else model
+    return run, None if state is None else state["rng"]
+
+
+def _wrapped(model: GPT, cfg: TrainConfig, device: torch.device, local_rank: int,
+             world: int) -> nn.Module:
+    """What training runs: the model, compiled if `cfg.compile` (see `compiled`), and inside
+    DistributedDataParallel under torchrun."""
+    example = torch.zeros(cfg.batch_size, model.config.context_length, dtype=torch.long,
+                          device=device)
+    wrapped = compiled(model, example) if cfg.compile else model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        run.wrapped = DistributedDataParallel(run.wrapped, device_ids=[local_rank]
-                                              if device.type == "cuda" else None)
-    run.eval_starts = {name: fixed_batches(ids, cfg.eval_batches, cfg.batch_size, T, cfg.seed)
-                       for name, ids in (("train", corpus.train_ids), ("val", corpus.val_ids))}
-    return run, None if state is None else state["rng"]
+        wrapped = DistributedDataParallel(wrapped, device_ids=[local_rank]
+                                          if device.type == "cuda" else None)
+    return wrapped
 
 
 def _place(device: str | torch.device | None) -> tuple[torch.device, int, int, int]:
