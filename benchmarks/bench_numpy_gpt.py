@@ -27,7 +27,7 @@ from llmlib.gpt import GPT, GPTConfig, count_parameters
 from llmlib.numpy_generate import generate as generate_numpy
 from llmlib.numpy_gpt import NumpyGPT
 from llmlib.numpy_grad import AdamW, loss_and_grads, train_step
-from llmlib.train import TrainConfig, lr_at, make_optimizer
+from llmlib.train import TrainConfig, make_optimizer
 
 from common import machine, time_alternating
 
@@ -66,7 +66,7 @@ def candidates(name: str, batch: int, new_tokens: int) -> dict[str, dict]:
 
     def torch_step() -> None:
         for group in t_opt.param_groups:
-            group["lr"] = lr_at(0, cfg)
+            group["lr"] = cfg.lr_at(0)
         model(t_ids, t_ids)[1].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         t_opt.step()

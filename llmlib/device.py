@@ -25,24 +25,41 @@ def _mps_available() -> bool:
 def get_device() -> torch.device:
     """The fastest device here: cuda, else mps, else cpu. `LLMLIB_DEVICE` overrides it."""
     forced = os.environ.get("LLMLIB_DEVICE", "").strip()
-    if not forced:
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    if forced:
+        return parse_device(forced, "LLMLIB_DEVICE")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("mps") if _mps_available() else torch.device("cpu")
+
+
+def parse_device(name: str | torch.device | None, source: str = "device") -> torch.device:
+    """The device `name` (cpu, cuda, cuda:N or mps), or the fastest here when it is None. A bad
+    name, or a device this machine lacks, is an error naming `source`: the variable or the flag
+    (`--device`) the name came from. Every command's `--device` goes through here."""
+    if name is None:
+        return get_device()
     try:
-        device = torch.device(forced)
-    except RuntimeError:
-        raise ValueError(f"LLMLIB_DEVICE={forced!r} is not a device name; use cpu, cuda, cuda:N or "
-                         f"mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"LLMLIB_DEVICE={forced!r} but this torch sees no CUDA GPU; "
-                         "unset LLMLIB_DEVICE or install a CUDA build of torch (see book/setup.md)")
-    if device.type == "mps" and not _mps_available():
-        raise ValueError(f"LLMLIB_DEVICE={forced!r} but MPS is not available (it needs an "
-                         f"Apple-silicon Mac)")
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{source}={name!r} is not a device name; use cpu, cuda, cuda:N or "
+                         "mps") from None
     if device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"LLMLIB_DEVICE={forced!r}: the course supports cpu, cuda and mps")
-    return device
+        raise ValueError(f"{source}={name!r}: the course supports cpu, cuda and mps")
+    missing = {"cuda": "this torch sees no CUDA GPU (install a CUDA build, see book/setup.md)",
+               "mps": "MPS needs an Apple-silicon Mac"}
+    if device.type == "cuda" and torch.cuda.is_available():
+        if (device.index or 0) < torch.cuda.device_count():
+            return device
+        missing["cuda"] = f"this machine has {torch.cuda.device_count()} CUDA GPU(s)"
+    elif device.type == "cpu" or (device.type == "mps" and _mps_available()):
+        return device
+    raise ValueError(f"{source}={name!r}: no such device, {missing[device.type]}; use cpu, or "
+                     f"leave {source} unset for the fastest device here")
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where a model's parameters live (the course's models live on one device)."""
+    return next(model.parameters()).device
 
 
 def run_mode() -> RunMode:

@@ -2,25 +2,23 @@
 # Edit the notebook and run `make export` (the tests fail when the two differ).
 
 """Finetuning (chapter 8): a classification head on the last real token, freezing, a loop with
-early stopping that keeps the best weights, and the `llmlib finetune` command."""
+early stopping that keeps the best weights, and saving finetuned models. The command is
+`llmlib.cmd_finetune`."""
 
 from __future__ import annotations
 
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from llmlib.gpt import GPT, atomic_write
-from llmlib.tasks import (PROMPT_TEMPLATE, TASKS, answer, collate_classify, collate_instruct,
-                          encode_records, format_prompt, read_records)
-from llmlib.tokenizers import ENDOFTEXT
+from llmlib.tasks import PROMPT_TEMPLATE, collate_classify
 
 FINETUNE_FILE, HEAD_FILE = "finetune.json", "classifier.safetensors"
 
@@ -113,6 +111,8 @@ class FinetuneConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 10
     grad_clip: float = 1.0
+    beta1: float = 0.9  # AdamW's, as in pretraining (make_optimizer reads them)
+    beta2: float = 0.99
     evals_per_epoch: int = 2
     patience: int = 3  # evaluations without a better validation loss before stopping
     seed: int = 1337
@@ -146,52 +146,35 @@ def train_loop(model: nn.Module, loss_of: Callable[[Any], torch.Tensor], train: 
     collated batch (on the model's device)."""
     from tqdm.auto import tqdm
 
-    from llmlib.train import TrainConfig, lr_at, make_optimizer
+    from llmlib.train import lr_at, make_optimizer
 
     if not train or not val:
         raise ValueError(f"need training and validation examples, got {len(train)} and "
                          f"{len(val)}")
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
-    schedule = TrainConfig(lr=cfg.lr, min_lr=cfg.lr / 10, max_steps=total,
-                           warmup_steps=min(cfg.warmup_steps, total - 1),
-                           weight_decay=cfg.weight_decay)
-    optimizer = make_optimizer(model, schedule)
+    schedule = dict(lr=cfg.lr, min_lr=cfg.lr / 10, max_steps=total,
+                    warmup_steps=min(cfg.warmup_steps, total - 1))
+    optimizer = make_optimizer(model, cfg)
     eval_at = {round(steps_per_epoch * k / cfg.evals_per_epoch) for k in
                range(1, cfg.evals_per_epoch + 1)}
     generator = torch.Generator().manual_seed(cfg.seed)
     result, best, since_best, step = FinetuneResult(), None, 0, 0
     start = time.perf_counter()
-
-    @torch.no_grad()
-    def val_loss() -> float:
-        model.eval()
-        chunks = [val[i:i + cfg.batch_size] for i in range(0, len(val), cfg.batch_size)]
-        total = sum(loss_of(collate(chunk)).item() * len(chunk) for chunk in chunks)
-        model.train()
-        return total / len(val)
-
     model.train()
     bar = tqdm(total=total, disable=not progress, desc="finetune")
     for epoch in range(cfg.epochs):
         order = torch.randperm(len(train), generator=generator).tolist()
         for k in range(steps_per_epoch):
             batch = collate([train[i] for i in order[k * cfg.batch_size:(k + 1) * cfg.batch_size]])
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, schedule)
             loss = loss_of(batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(
-                    [p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
-            optimizer.step()
+            _update(model, optimizer, loss, lr_at(step, **schedule), cfg.grad_clip)
             step += 1
             result.history["step"].append(step)
             result.history["loss"].append(loss.item())
             bar.update()
             if k + 1 in eval_at:
-                loss_val = val_loss()
+                loss_val = _mean_loss(model, loss_of, val, collate, cfg.batch_size)
                 result.evals["step"].append(step)
                 result.evals["val"].append(loss_val)
                 bar.set_postfix(loss=f"{loss.item():.3f}", val=f"{loss_val:.3f}")
@@ -201,20 +184,41 @@ def train_loop(model: nn.Module, loss_of: Callable[[Any], torch.Tensor], train: 
                             if p.requires_grad}  # only these change
                 else:
                     since_best += 1
-                if since_best >= cfg.patience:
-                    result.stopped_early = True
+                result.stopped_early = since_best >= cfg.patience
+                if result.stopped_early:
                     break
         if result.stopped_early:
             break
     bar.close()
-    if best is not None:
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                if name in best:
-                    param.copy_(best[name])
+    if best is not None:  # the best trainable weights, back in place
+        model.load_state_dict(best, strict=False)
     model.eval()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _update(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, lr: float,
+            grad_clip: float) -> None:
+    """One optimizer step on `loss` at learning rate `lr`, clipping the trainable gradients."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(
+            [p for p in model.parameters() if p.requires_grad], grad_clip)
+    optimizer.step()
+
+
+@torch.no_grad()
+def _mean_loss(model: nn.Module, loss_of: Callable[[Any], torch.Tensor], examples: Sequence[Any],
+               collate: Callable[[Sequence[Any]], Any], batch_size: int) -> float:
+    """The mean loss over `examples`, in eval mode (no dropout); the model is left training."""
+    model.eval()
+    chunks = [examples[i:i + batch_size] for i in range(0, len(examples), batch_size)]
+    total = sum(loss_of(collate(chunk)).item() * len(chunk) for chunk in chunks)
+    model.train()
+    return total / len(examples)
 
 
 def save_finetuned(model: nn.Module, directory: str | Path, tokenizer: Any, **info: Any) -> Path:
@@ -236,150 +240,3 @@ def save_finetuned(model: nn.Module, directory: str | Path, tokenizer: Any, **in
                       indent=2) + "\n"
     atomic_write(Path(directory) / FINETUNE_FILE, lambda path: path.write_text(text))
     return Path(directory)
-
-
-def register(subcommands: Any) -> None:
-    parser = subcommands.add_parser(
-        "finetune", help="finetune a saved GPT to classify texts or follow instructions",
-        description="Finetune a model saved by GPT.save (or a pretrain run's best/ or last/) on "
-                    "a JSON list of records. Every record is checked before training starts; "
-                    "the best weights by validation loss are written to --out, which GPT.load "
-                    "(and `llmlib generate`, for --task instruct) reads like a pretrained model.")
-    parser.add_argument("--task", required=True, choices=TASKS,
-                        help='classify: records {"text", "label"}; instruct: {"input", "output"} '
-                             'or {"instruction", "input", "output"}')
-    parser.add_argument("--data", required=True, help="the training records (a JSON file)")
-    parser.add_argument("--val", help="validation records (default: 10%% of --data, held out)")
-    parser.add_argument("--test", help="records to score after training (accuracy, exact match)")
-    parser.add_argument("--model", required=True, help="the folder of the model to start from")
-    parser.add_argument("--out", required=True, help="a new folder for the finetuned model")
-    parser.add_argument("--lora-rank", type=int, default=0,
-                        help="train rank-R LoRA adapters instead of the weights (0: off)")
-    parser.add_argument("--lora-alpha", type=float, default=None,
-                        help="LoRA's scale numerator (default 2 x rank)")
-    parser.add_argument("--freeze-layers", type=int, default=0,
-                        help="freeze the embeddings and the first N blocks (0: train all)")
-    parser.add_argument("--epochs", type=int, default=3, help="passes over the data")
-    parser.add_argument("--lr", type=float, default=None,
-                        help="peak learning rate (default 3e-4, or 1e-3 with LoRA)")
-    parser.add_argument("--batch-size", type=int, default=16, help="records per step")
-    parser.add_argument("--patience", type=int, default=3,
-                        help="evaluations without a better validation loss before stopping")
-    parser.add_argument("--seed", type=int, default=1337, help="shuffling and initialization")
-    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best)")
-    parser.set_defaults(run=finetune_command)
-
-
-def finetune_command(args: Any) -> int:
-    """What `llmlib finetune` runs: flags, model and every record are checked first; --out is
-    written only when training has finished."""
-    from llmlib.lora import add_lora, merge_lora, save_adapter
-    from llmlib.tokenizers import Tokenizer
-
-    cfg = FinetuneConfig(epochs=args.epochs, batch_size=args.batch_size, patience=args.patience,
-                         lr=(1e-3 if args.lora_rank else 3e-4) if args.lr is None else args.lr,
-                         seed=args.seed)
-    if args.lora_rank < 0 or args.freeze_layers < 0:
-        raise ValueError("--lora-rank and --freeze-layers must be >= 0")
-    if args.lora_rank and args.freeze_layers:
-        raise ValueError("--lora-rank already freezes every weight of the base model: drop "
-                         "--freeze-layers")
-    device = _device(args.device)
-    out, folder = Path(args.out), Path(args.model)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"--out {out} exists and is not empty: choose a new folder (nothing "
-                         "is overwritten)")
-    if not (folder / "tokenizer.json").is_file():
-        raise FileNotFoundError(f"{folder} has no tokenizer.json: pass a folder written by "
-                                "GPT.save(dir, tokenizer=...) or a pretrain run's best/ or last/")
-    tokenizer = Tokenizer.load(folder / "tokenizer.json")
-    gpt = GPT.load(folder)
-    freeze(gpt, args.freeze_layers)  # checks the range against the model's layers
-    T = gpt.config.context_length
-    train_records = read_records(args.data, args.task)
-    labels = sorted({r["label"] for r in train_records}) if args.task == "classify" else []
-    if args.task == "classify" and len(labels) < 2:
-        raise ValueError(f"{args.data}: every record has the label {labels[0]!r}; a classifier "
-                         "needs two or more")
-    records = {"train": train_records,
-               "val": read_records(args.val, args.task, labels or None) if args.val else [],
-               "test": read_records(args.test, args.task, labels or None) if args.test else []}
-    sets, cut = {}, 0
-    for name, path in (("train", args.data), ("val", args.val), ("test", args.test)):
-        sets[name], n_cut = encode_records(records[name], args.task, tokenizer, T, labels,
-                                           str(path))
-        cut += n_cut
-    if not args.val:  # hold out a tenth of the training records, the same ones every time
-        if len(sets["train"]) < 2:
-            raise ValueError(f"{args.data} has one record: give more, or a --val file")
-        order = torch.randperm(len(sets["train"]), generator=torch.Generator().manual_seed(0))
-        n_val = max(1, len(order) // 10)
-        sets["val"] = [sets["train"][i] for i in order[:n_val].tolist()]
-        sets["train"] = [sets["train"][i] for i in order[n_val:].tolist()]
-    test_records = records["test"]
-    torch.manual_seed(args.seed)
-    if args.task == "classify":
-        model: nn.Module = GPTClassifier(gpt, labels)
-        counts = torch.bincount(torch.tensor([y for _, y in sets["train"]]), minlength=len(labels))
-        weight = (counts.sum() / (len(labels) * counts.clamp(min=1))).float().to(device)
-    else:
-        model = gpt
-    if args.lora_rank:
-        add_lora(gpt, args.lora_rank, args.lora_alpha)
-        if args.task == "classify":
-            model.score.requires_grad_(True)
-    model.to(device)
-    pad = tokenizer.special_tokens.get(ENDOFTEXT, 0)
-
-    def loss_of(batch: Any) -> torch.Tensor:
-        if args.task == "classify":
-            idx, lengths, y = (t.to(device) for t in batch)
-            return F.cross_entropy(model(idx, lengths), y, weight=weight)
-        idx, targets = (t.to(device) for t in batch)
-        return model(idx, targets)[1]
-
-    collate = collate_classify if args.task == "classify" else collate_instruct
-    print(f"{len(sets['train'])} training and {len(sets['val'])} validation records"
-          + (f" ({cut} texts cut to the context of {T} tokens)" if cut else "")
-          + f"; {count_trainable(model):,} trainable parameters on {device.type}")
-    result = train_loop(model, loss_of, sets["train"], sets["val"],
-                        lambda b: collate(b, pad), cfg)
-    info = {"base_model": str(folder), "best_val_loss": result.best_val,
-            "best_step": result.best_step,
-            "settings": {**asdict(cfg), "lora_rank": args.lora_rank,
-                         "freeze_layers": args.freeze_layers}}
-    if args.lora_rank:
-        save_adapter(gpt, out / "adapter")
-        merge_lora(gpt)
-    save_finetuned(model.cpu(), out, tokenizer, **info)
-    print(f"best validation loss {result.best_val:.4f} at step {result.best_step} "
-          f"({result.seconds:.1f} s); the model is in {out}")
-    if test_records:
-        model.to(device)
-        if args.task == "classify":
-            predicted = model.predict([r["text"] for r in test_records], tokenizer)
-            score = sum(p == r["label"] for p, r in zip(predicted, test_records))
-        else:
-            answers = answer(gpt, tokenizer, [format_prompt(r) for r in test_records])
-            score = sum(a == r["output"].strip() for a, r in zip(answers, test_records))
-        print(f"test: {score} of {len(test_records)} right ({score / len(test_records):.1%})")
-    return 0
-
-
-def _device(name: str | None) -> torch.device:
-    """--device checked before anything loads: a bad name or a missing GPU is a clear error."""
-    from llmlib.device import get_device
-
-    if name is None:
-        return get_device()
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device {name!r} is not a device name; use cpu, cuda, cuda:N or "
-                         "mps") from None
-    available = {"cpu": True, "cuda": torch.cuda.is_available(),
-                 "mps": torch.backends.mps.is_available()}
-    if not available.get(device.type, False):
-        raise ValueError(f"--device {name!r}: this machine has no such device (use cpu, or "
-                         "leave --device out to take the fastest one here)")
-    return device

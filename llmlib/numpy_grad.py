@@ -211,12 +211,10 @@ class AdamW:
 def train_step(model: NumpyGPT, optimizer: AdamW, idx: np.ndarray, targets: np.ndarray,
                step: int, cfg: Any, padding_mask: np.ndarray | None = None) -> float:
     """Chapter 6's optimizer step with no autograd: the loss and its gradients, clipping to
-    cfg.grad_clip (0: off), AdamW at lr_at(step, cfg). cfg is an llmlib.train.TrainConfig.
+    cfg.grad_clip (0: off), AdamW at cfg.lr_at(step): cfg is an llmlib.train.TrainConfig.
     Returns the loss before the update."""
-    from llmlib.train import lr_at
-
     loss, grads = loss_and_grads(model, idx, targets, padding_mask)
     if cfg.grad_clip > 0:
         clip_grad_norm(grads, cfg.grad_clip)
-    optimizer.step(model.params, grads, lr_at(step, cfg))
+    optimizer.step(model.params, grads, cfg.lr_at(step))
     return loss

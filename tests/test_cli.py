@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +13,7 @@ import pytest
 
 import llmlib
 from llmlib import cli
+from llmlib.command import INFO, Command, add_flags, read_settings, take
 
 
 def run(*args: str, executable: list[str] | None = None) -> subprocess.CompletedProcess:
@@ -52,17 +56,79 @@ def test_console_script_is_installed():
     assert result.returncode == 0 and result.stdout.strip() == f"llmlib {llmlib.__version__}"
 
 
-def test_a_chapter_registers_a_command_and_bad_input_is_one_clear_line(
-        tmp_path, monkeypatch, capsys):
-    (tmp_path / "fake_chapter.py").write_text(
-        "def register(subcommands):\n"
-        "    p = subcommands.add_parser('shout', help='a test command')\n"
-        "    p.add_argument('--times', type=int, default=1)\n"
-        "    p.set_defaults(run=lambda args: print('hey ' * args.times) or 0 if args.times > 0\n"
-        "                   else (_ for _ in ()).throw(ValueError('--times must be >= 1')))\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("llmlib.cli", "fake_chapter", "llmlib.not_yet"))
+def test_a_chapter_registers_a_command_and_bad_input_is_one_clear_line(monkeypatch, capsys):
+    def run_shout(args):
+        if args.times < 1:
+            raise ValueError("--times must be >= 1")
+        print("hey " * args.times)
+        return 0
+
+    shout = Command("shout", "a test command",
+                    lambda parser: parser.add_argument("--times", type=int, default=1), run_shout)
+    monkeypatch.setattr(cli, "COMMANDS", (INFO, shout))
     assert cli.main(["shout", "--times", "2"]) == 0
     assert capsys.readouterr().out.strip() == "hey hey"
     assert cli.main(["shout", "--times", "0"]) == 2
     assert capsys.readouterr().err.strip() == "llmlib: error: --times must be >= 1"
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], []])
+def test_the_command_line_answers_without_torch(args):
+    """Only the chosen command's flags are built, and commands import the library when they
+    run: `llmlib --help` and `--version` never load PyTorch."""
+    code = ("import sys\nfrom llmlib import cli\ntry:\n    cli.main(sys.argv[1:])\n"
+            "except SystemExit:\n    pass\nassert 'torch' not in sys.modules, 'torch imported'\n")
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_one_flag_builder_states_defaults_once(capsys):
+    """Flags come from dataclass fields; the help states a default once, never "None"."""
+    for command in ("pretrain", "generate", "finetune"):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        out = capsys.readouterr().out
+        assert "None" not in out, command
+        assert "--device" in out
+    with pytest.raises(SystemExit):
+        cli.main(["finetune", "--help"])
+    out = capsys.readouterr().out
+    assert "--config" in out and "--warmup-steps" in out and "(default 16)" in out
+
+
+def test_settings_merge_defaults_config_and_flags(tmp_path):
+    @dataclasses.dataclass
+    class Settings:
+        name: str
+        steps: int = 10
+        rate: float | None = None
+        fast: bool = False
+        tags: list[str] = dataclasses.field(default_factory=list)
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config")
+    add_flags(parser, Settings)
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"name": "a", "steps": 3, "rate": 0.5}))
+    args = parser.parse_args(["--config", str(config), "--steps", "7", "--fast", "--tags", "x"])
+    values = read_settings(args, {"name", "steps", "rate"})
+    assert take(Settings, values) == Settings("a", 7, 0.5, True, ["x"]) and values == {}
+    with pytest.raises(ValueError, match="--name is required"):
+        take(Settings, read_settings(parser.parse_args([]), ()))
+    config.write_text(json.dumps({"nmae": "a"}))
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['nmae'\]"):
+        read_settings(parser.parse_args(["--config", str(config)]), {"name"})
+
+
+@pytest.mark.parametrize("command", [["pretrain"], ["generate", "--prompt", "a"],
+                                     ["finetune", "--task", "classify", "--data", "x.json"]])
+def test_every_command_checks_its_device_first(command, tmp_path, capsys):
+    args = [*command, "--device", "tpu9", "--out" if command[0] != "generate" else "--model",
+            str(tmp_path / "run")]
+    if command[0] == "finetune":
+        args += ["--model", str(tmp_path)]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("llmlib: error: --device='tpu9' is not a device name"), err
+    assert not (tmp_path / "run").exists()

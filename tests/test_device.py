@@ -81,3 +81,21 @@ def test_environment_summary_names_device_and_mode(monkeypatch):
     line = dev.environment_summary()
     assert "device cpu" in line and "run mode smoke" in line and torch.__version__ in line
     dev.synchronize("cpu")  # a no-op that must not fail without a GPU
+
+
+def test_parse_device_checks_a_flag_and_names_it(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(dev, "_mps_available", lambda: False)
+    assert dev.parse_device("cpu", "--device") == torch.device("cpu")
+    assert dev.parse_device(None, "--device") == dev.get_device()
+    assert dev.parse_device(torch.device("cpu")) == torch.device("cpu")
+    for name, message in [("tpu9", "--device='tpu9' is not a device name"),
+                          ("cuda:7", "--device='cuda:7': no such device"),
+                          ("mps", "no such device, MPS needs an Apple-silicon Mac"),
+                          ("meta", "supports cpu, cuda and mps")]:
+        with pytest.raises(ValueError, match=message):
+            dev.parse_device(name, "--device")
+
+
+def test_model_device():
+    assert dev.model_device(torch.nn.Linear(2, 2)) == torch.device("cpu")

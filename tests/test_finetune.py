@@ -462,6 +462,22 @@ def test_generate_refuses_a_damaged_template(files, capsys, tmp_path):
     assert "{prompt} slot" in capsys.readouterr().err
 
 
+def test_cli_reads_a_config_file_and_flags_override_it(files, capsys, tmp_path):
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"task": "classify", "data": files["classify"], "epochs": 5,
+                                  "lr": 1e-3, "evals_per_epoch": 1}))
+    out = tmp_path / "clf"
+    assert run_finetune(files, "--config", str(config), "--out", str(out)) == 0  # --epochs 1
+    saved = json.loads((out / "finetune.json").read_text())["settings"]
+    assert (saved["epochs"], saved["lr"], saved["evals_per_epoch"]) == (1, 1e-3, 1)
+    capsys.readouterr()
+    config.write_text(json.dumps({"task": "classify", "out": "elsewhere"}))
+    assert run_finetune(files, "--config", str(config), "--out", str(tmp_path / "o")) == 2
+    assert "unknown setting(s) ['out']" in capsys.readouterr().err
+    assert cli.main(["finetune", "--model", files["base"], "--out", str(tmp_path / "o")]) == 2
+    assert "--task is required" in capsys.readouterr().err
+
+
 def test_cli_help_documents_every_flag(capsys):
     with pytest.raises(SystemExit):
         cli.main(["finetune", "--help"])

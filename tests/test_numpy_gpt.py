@@ -23,7 +23,7 @@ from llmlib.numpy_gpt import (NumpyGPT, NumpyGPTConfig, forward_tape, layer_norm
 from llmlib.numpy_grad import (AdamW, clip_grad_norm, gelu_backward, layer_norm_backward,
                                loss_and_grads, softmax_backward, tape_nbytes, train_step)
 from llmlib.sampling import Sampling
-from llmlib.train import TrainConfig, lr_at, make_optimizer
+from llmlib.train import TrainConfig, make_optimizer
 
 V = 23
 
@@ -244,7 +244,7 @@ def test_training_steps_equal_chapter_6s_loop(grad_clip):
     x, y = data[:, :-1], data[:, 1:]
     for step in range(cfg.max_steps):
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
+            group["lr"] = cfg.lr_at(step)
         loss = model(torch.from_numpy(x), torch.from_numpy(y))[1]
         loss.backward()
         if grad_clip:

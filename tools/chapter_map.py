@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HEADER = "| chapter | exports | builds |\n|---|---|---|"
 # (notebook prefix, title, exports, what it builds)
 ROWS = (
-    ("00", "0 Setup", "device, corpus, checks, cli, book",
+    ("00", "0 Setup", "device, corpus, checks, command, book",
      "devices, run modes, seeding, the corpus, argument checks, the command line, a PyTorch "
      "primer"),
     ("01", "1 Tokenizers", "tokenizers, bpe",
@@ -25,11 +25,11 @@ ROWS = (
     ("03", "3 Attention", "attention, viz", "attention, masks, multi-head, attention views"),
     ("04", "4 Transformer block", "blocks", "LayerNorm, GELU, feed-forward, residual block"),
     ("05", "5 GPT", "gpt, gpt2", "the model, its configs, save/load, GPT-2 weights"),
-    ("06", "6 Pretraining", "train, pretrain",
+    ("06", "6 Pretraining", "train, pretrain, cmd_pretrain",
      "loss, AdamW, schedules, the loop, checkpoints, `llmlib pretrain`"),
-    ("07", "7 Generation", "sampling, kvcache, generate",
+    ("07", "7 Generation", "sampling, kvcache, generate, cmd_generate",
      "decoding strategies, the KV cache, beam search, `llmlib generate`"),
-    ("08", "8 Finetuning", "tasks, lora, finetune",
+    ("08", "8 Finetuning", "tasks, lora, finetune, cmd_finetune, cli",
      "classification and instruction tuning, LoRA, `llmlib finetune`"),
     ("A_", "A The GPT in NumPy (appendix)", "numpy_gpt, numpy_grad, numpy_generate",
      "forward, backward by hand, AdamW and sampling with no framework"),
