@@ -61,8 +61,9 @@ class GPTClassifier(nn.Module):
         """The GPT with finetune.json (the labels, and `info`), as `llmlib.checkpoint.save_model`
         writes them, and the head (classifier.safetensors)."""
         meta = {"task": "classify", "labels": self.labels, **info}
-        save_model(directory, self.gpt, tokenizer, meta)
-        return write_weights(Path(directory) / HEAD_FILE, self.score.state_dict()).parent
+        directory = save_model(directory, self.gpt, tokenizer, meta)
+        write_weights(directory / HEAD_FILE, self.score.state_dict())
+        return directory
 
     @classmethod
     def load(cls, directory: str | Path, device: torch.device | str | None = None
