@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import heapq
-import json
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,6 +17,7 @@ from typing import Any
 
 import regex
 
+from llmlib.files import read_json
 from llmlib.tokenizers import ENDOFTEXT, Tokenizer, special_token_ids, special_token_regex
 
 
@@ -366,13 +366,12 @@ def read_gpt2_files(encoder_json_path: str | Path, vocab_bpe_path: str | Path) -
     rank) into the keyword arguments of `BPETokenizer`. Entries of encoder.json that are neither a
     byte nor a merge
     (GPT-2 has one: <|endoftext|> = 50256) become special tokens."""
+    encoder = read_json(encoder_json_path, "pass GPT-2's encoder.json as downloaded", dict,
+                        "a JSON object mapping tokens to ids")
     try:
-        encoder = json.loads(Path(encoder_json_path).read_text(encoding="utf-8"))
         lines = Path(vocab_bpe_path).read_text(encoding="utf-8").splitlines()
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"not GPT-2 vocabulary files ({err})") from None
-    if not isinstance(encoder, dict):
-        raise ValueError(f"{encoder_json_path} must hold a JSON object mapping tokens to ids")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{vocab_bpe_path} is not GPT-2's vocab.bpe ({err})") from None
     byte_to_char = bytes_to_unicode()
     try:
         byte_ids = [encoder[byte_to_char[b]] for b in range(256)]

@@ -14,10 +14,12 @@ from __future__ import annotations
 import dataclasses
 import operator
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def dataclass_fields(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -67,6 +69,8 @@ def token_ids(idx: Any, vocab_size: int | None = None,
     id out of range otherwise fails inside the embedding: an IndexError on the CPU, a device-side
     assert that kills the process on CUDA.
     """
+    import torch  # here, not at the top: the NumPy appendix imports this module without torch
+
     if not isinstance(idx, torch.Tensor):
         raise TypeError(f"token ids must be a (B, T) tensor of integers, got {type(idx).__name__}; "
                         "for one prompt write torch.tensor([ids])")

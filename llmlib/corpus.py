@@ -7,10 +7,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from llmlib.files import read_json
 
 GENRES = ("comedy", "history", "tragedy", "poem")
 CORPUS_FORMAT_VERSION = 1
@@ -67,19 +68,19 @@ def list_works(genre: str | None = None, data_dir: str | Path | None = None) -> 
         raise ValueError(f"unknown genre {genre!r}; choose one of {GENRES}")
     folder = Path(data_dir) if data_dir is not None else find_data_dir()
     meta_path = folder / _METADATA
+    fix = "run `python data/prepare.py` to rebuild it"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path} not found: {fix}")
+    meta = read_json(meta_path, f"the corpus metadata is malformed: {fix}", dict)
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if meta.get("format_version") != CORPUS_FORMAT_VERSION:
             raise ValueError(f"format_version {meta.get('format_version')!r}, expected "
                              f"{CORPUS_FORMAT_VERSION}")
         works = [Work(w["slug"], w["title"], w["genre"], meta_path.parent / w["file"], w["n_chars"],
                       w["sha256"])
                  for w in meta["works"]]
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{meta_path} not found: run `python data/prepare.py`") from None
     except (ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{meta_path} is malformed ({err}): run `python data/prepare.py` to "
-                         f"rebuild it") from None
+        raise ValueError(f"{meta_path} is malformed ({err}): {fix}") from None
     return sorted((w for w in works if genre is None or w.genre == genre), key=lambda w: w.slug)
 
 

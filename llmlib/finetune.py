@@ -7,7 +7,6 @@ early stopping that keeps the best weights, and saving finetuned models. The com
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -17,10 +16,11 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn as nn
 
-from llmlib.gpt import GPT, atomic_write
+from llmlib.checkpoint import META_FILE, read_meta, read_weights, save_model, write_weights
+from llmlib.gpt import GPT
 from llmlib.tasks import PROMPT_TEMPLATE, collate_classify
 
-FINETUNE_FILE, HEAD_FILE = "finetune.json", "classifier.safetensors"
+FINETUNE_FILE, HEAD_FILE = META_FILE, "classifier.safetensors"
 
 
 class GPTClassifier(nn.Module):
@@ -56,30 +56,24 @@ class GPTClassifier(nn.Module):
         return out
 
     def save(self, directory: str | Path, tokenizer: Any = None, **info: Any) -> Path:
-        """The GPT (GPT.save's files: GPT.load reads them), the head (classifier.safetensors)
-        and finetune.json (the labels, and `info`)."""
-        from safetensors.torch import save_file
-
-        self.gpt.save(directory, tokenizer)
-        head = {k: v.detach().cpu().contiguous() for k, v in self.score.state_dict().items()}
-        atomic_write(Path(directory) / HEAD_FILE, lambda path: save_file(head, str(path)))
-        text = json.dumps({"task": "classify", "labels": self.labels, **info}, indent=2) + "\n"
-        atomic_write(Path(directory) / FINETUNE_FILE, lambda path: path.write_text(text))
-        return Path(directory)
+        """The GPT with finetune.json (the labels, and `info`), as `llmlib.checkpoint.save_model`
+        writes them, and the head (classifier.safetensors)."""
+        meta = {"task": "classify", "labels": self.labels, **info}
+        directory = save_model(directory, self.gpt, tokenizer, meta)
+        write_weights(directory / HEAD_FILE, self.score.state_dict())
+        return directory
 
     @classmethod
     def load(cls, directory: str | Path, device: torch.device | str | None = None
              ) -> GPTClassifier:
-        from safetensors.torch import load_file
-
+        """The classifier that `save` wrote to `directory`, in eval mode."""
         directory = Path(directory)
         if not (directory / HEAD_FILE).is_file() or not (directory / FINETUNE_FILE).is_file():
             raise FileNotFoundError(f"{directory} holds no classifier ({HEAD_FILE} and "
                                     f"{FINETUNE_FILE}): pass a folder written by "
                                     "GPTClassifier.save or `llmlib finetune --task classify`")
-        labels = json.loads((directory / FINETUNE_FILE).read_text(encoding="utf-8"))["labels"]
-        model = cls(GPT.load(directory), labels)
-        model.score.load_state_dict(load_file(str(directory / HEAD_FILE)))
+        model = cls(GPT.load(directory), read_meta(directory).get("labels", []))
+        model.score.load_state_dict(read_weights(directory / HEAD_FILE))
         return model.to(device).eval() if device is not None else model.eval()
 
 
@@ -222,9 +216,9 @@ def _mean_loss(model: nn.Module, loss_of: Callable[[Any], torch.Tensor], example
 
 
 def save_finetuned(model: nn.Module, directory: str | Path, tokenizer: Any, **info: Any) -> Path:
-    """Write a finetuned model where GPT.load reads it: a GPTClassifier with its head and labels,
-    or an instruction-tuned GPT with finetune.json naming the prompt template, which `llmlib
-    generate` then applies to every prompt. Merge LoRA adapters first (`merge_lora`)."""
+    """Write a finetuned model where `load_model` reads it: a GPTClassifier with its head and
+    labels, or an instruction-tuned GPT with finetune.json naming the prompt template, which
+    `llmlib generate` then applies to every prompt. Merge LoRA adapters first (`merge_lora`)."""
     from llmlib.lora import lora_modules
 
     if lora_modules(model):
@@ -235,8 +229,5 @@ def save_finetuned(model: nn.Module, directory: str | Path, tokenizer: Any, **in
     if not isinstance(model, GPT):
         raise TypeError(f"save_finetuned saves a GPT or a GPTClassifier, got "
                         f"{type(model).__name__}")
-    model.save(directory, tokenizer)
-    text = json.dumps({"task": "instruct", "prompt_template": PROMPT_TEMPLATE, **info},
-                      indent=2) + "\n"
-    atomic_write(Path(directory) / FINETUNE_FILE, lambda path: path.write_text(text))
-    return Path(directory)
+    return save_model(directory, model, tokenizer,
+                      {"task": "instruct", "prompt_template": PROMPT_TEMPLATE, **info})

@@ -9,10 +9,8 @@ model costs. Loading Hugging Face GPT-2 checkpoints is in `llmlib.gpt2`.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,9 +20,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llmlib.blocks import LayerNorm, TransformerBlock
+from llmlib.checkpoint import (WEIGHTS_FILE, check_weights, read_config, read_meta,
+                               read_tokenizer, read_weights, save_model)
 from llmlib.checks import (IGNORE_INDEX, dataclass_fields, dropout_rate, head_size,
                            positive_int, prompt_rows)
 from llmlib.data import GPTEmbedding
+from llmlib.files import atomic_write  # noqa: F401  (its home was here: still importable)
+from llmlib.tokenizers import Tokenizer
 
 # name -> the fields that differ from GPTConfig's defaults (which are GPT-2's). `smoke` and `small`
 # have no vocabulary of their own: it comes from the tokenizer they are built for.
@@ -231,86 +233,35 @@ class GPT(nn.Module):
     def save(self, directory: str | Path, tokenizer: Any = None) -> Path:
         """Write the model to `directory`: `model.safetensors` (the weights; the tied head once),
         `config.json` and, when given, `tokenizer.json` (chapter 1's format). Each file is written
-        to a temporary name, then renamed, so an interrupted save never leaves a half-written
-        file."""
-        from safetensors.torch import save_file
-
-        if tokenizer is not None and tokenizer.vocab_size != self.config.vocab_size:
-            raise ValueError(f"the tokenizer has {tokenizer.vocab_size} ids but the model "
-                             f"{self.config.vocab_size}: save the tokenizer this model was built "
-                             f"for")
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        weights = {name: t.detach().cpu().contiguous() for name, t in self.state_dict().items()
-                   if name != "lm_head.weight"}  # tied: it is transformer.wte.weight
-        atomic_write(directory / "model.safetensors",
-                     lambda path: save_file(weights, str(path), metadata={"format": "pt"}))
-        config_text = json.dumps(self.config.to_dict(), indent=2) + "\n"
-        atomic_write(directory / "config.json", lambda path: path.write_text(config_text))
-        if tokenizer is not None:
-            atomic_write(directory / "tokenizer.json", tokenizer.save)
-        return directory
+        to a temporary name, then renamed, so an interrupted save never leaves a half-written file.
+        The folder format is `llmlib.checkpoint`'s."""
+        return save_model(directory, self, tokenizer)
 
     @classmethod
     def load(cls, directory: str | Path, device: torch.device | str | None = None) -> GPT:
         """The model that `save` wrote to `directory`, bit for bit, in eval mode (no pickle is
-        read: weights come from safetensors, the config from JSON). The tokenizer, if saved, loads
-        with `llmlib.tokenizers.Tokenizer.load(directory / "tokenizer.json")`."""
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        for name in ("config.json", "model.safetensors"):
-            if not (directory / name).is_file():
-                raise FileNotFoundError(f"{directory} has no {name}: pass a folder written by "
-                                        "GPT.save (GPT-2 checkpoints load with "
-                                        "llmlib.gpt2.load_gpt2)")
-        try:
-            values = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{directory / 'config.json'} is not valid JSON ({err}): "
-                             "save the model again") from None
-        if not isinstance(values, dict):
-            raise ValueError(f"{directory / 'config.json'} must hold a JSON object of GPTConfig "
-                             f"fields")
-        config = GPTConfig.from_dict(values)
-        try:
-            weights = load_file(str(directory / "model.safetensors"), device="cpu")
-        except Exception as err:  # safetensors raises its own error types for damaged files
-            raise ValueError(f"{directory / 'model.safetensors'} is not a readable safetensors "
-                             f"file ({type(err).__name__}: {err}); it may be truncated: save it "
-                             f"again") from None
+        read: weights come from safetensors, the config from JSON). `load_model` also returns the
+        tokenizer and a finetuned model's finetune.json."""
+        config = GPTConfig.from_dict(read_config(directory))
+        weights = read_weights(Path(directory) / WEIGHTS_FILE)
         with torch.device("meta"):  # shapes only: no memory, no initialization
-            shapes = {k: v.shape for k, v in cls(config).state_dict().items()}
-        expected = {k: shape for k, shape in shapes.items() if k != "lm_head.weight"}
-        problems = []
-        if set(expected) - set(weights):
-            problems.append(f"missing {sorted(set(expected) - set(weights))}")
-        if set(weights) - set(expected):
-            problems.append(f"unexpected {sorted(set(weights) - set(expected))}")
-        problems += [f"{k}: {tuple(weights[k].shape)} but config.json implies {tuple(shape)}"
-                     for k, shape in expected.items() if k in weights and weights[k].shape != shape]
-        if problems:
-            raise ValueError(f"{directory}: the weights do not fit config.json "
-                             f"({'; '.join(problems)})")
+            shapes = {k: v.shape for k, v in cls(config).state_dict().items()
+                      if k != "lm_head.weight"}
+        check_weights(directory, weights, shapes)
         model = cls(config)
         model.load_state_dict({**weights, "lm_head.weight": weights["transformer.wte.weight"]})
         return model.to(device).eval() if device is not None else model.eval()
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
-    """Call `write(tmp)` on a temporary file next to `path`, then rename it to `path`.
-
-    A rename within one folder is atomic (`os.replace`), so readers see the old file or the new one,
-    never a half-written one, even if the process is killed mid-way. Chapter 6's checkpoints use it.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+def load_model(path: str | Path, device: torch.device | str | None = None
+               ) -> tuple[GPT, Tokenizer, dict[str, Any]]:
+    """The model, its tokenizer and its finetune.json (a dict, {} for a pretrained model) from a
+    folder written by `GPT.save(dir, tokenizer=...)`: a pretraining checkpoint (best/, last/) or
+    a finetuned model. Its `prompt_template` (default "{prompt}") is how the model wants its
+    prompt. The files are checked in that order, so a folder without a tokenizer fails first."""
+    tokenizer = read_tokenizer(path)
+    meta = read_meta(path)
+    return GPT.load(path, device=device), tokenizer, meta
 
 
 # A parameter belongs to the first component whose pattern its name contains.

@@ -6,13 +6,13 @@ exactly (chapter 5)."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
+from llmlib.files import read_json
 from llmlib.gpt import GPT, GPTConfig
 
 
@@ -141,9 +141,10 @@ def load_gpt2(source: str | Path | Mapping[str, torch.Tensor],
         if path.is_dir():
             path = path / "model.safetensors"
         state_dict = load_state_dict_file(path)
-        if config is None and (path.parent / "config.json").is_file():
-            hf_config = json.loads((path.parent / "config.json").read_text(encoding="utf-8"))
-            config = config_from_hf(hf_config)
+        hf_json = path.parent / "config.json"
+        if config is None and hf_json.is_file():
+            config = config_from_hf(read_json(hf_json, "save it with the weights, or pass config=",
+                                              dict))
     elif isinstance(source, Mapping):
         state_dict = source
     else:

@@ -6,7 +6,6 @@ into the weights, or saved and loaded alone."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Iterable
@@ -14,7 +13,8 @@ from typing import Iterable
 import torch
 import torch.nn as nn
 
-from llmlib.gpt import atomic_write
+from llmlib.checkpoint import read_weights, write_weights
+from llmlib.files import read_json, write_json
 
 # GPT-2's names: the attention's q/k/v and output projections, and the MLP's two layers.
 LORA_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
@@ -124,8 +124,6 @@ def merge_lora(model: nn.Module) -> nn.Module:
 def save_adapter(model: nn.Module, directory: str | Path) -> Path:
     """Write the adapters alone: adapter.safetensors (every lora_A and lora_B) and
     adapter_config.json (rank, alpha, dropout, targets). A few hundred KB instead of the model."""
-    from safetensors.torch import save_file
-
     modules = lora_modules(model)
     if not modules:
         raise ValueError("the model has no LoRA adapters to save (add_lora adds them)")
@@ -134,31 +132,28 @@ def save_adapter(model: nn.Module, directory: str | Path) -> Path:
     first = next(iter(modules.values()))
     config = {"rank": first.rank, "alpha": first.alpha,
               "dropout": getattr(first.dropout, "p", 0.0), "modules": sorted(modules)}
-    weights = {f"{name}.{part}": getattr(m, part).detach().cpu().contiguous()
+    weights = {f"{name}.{part}": getattr(m, part)
                for name, m in modules.items() for part in ("lora_A", "lora_B")}
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    atomic_write(directory / ADAPTER_WEIGHTS, lambda path: save_file(weights, str(path)))
-    text = json.dumps(config, indent=2) + "\n"
-    atomic_write(directory / ADAPTER_CONFIG, lambda path: path.write_text(text))
+    write_weights(directory / ADAPTER_WEIGHTS, weights)
+    write_json(directory / ADAPTER_CONFIG, config)
     return directory
 
 
 def load_adapter(model: nn.Module, directory: str | Path) -> list[str]:
     """Add the adapters that `save_adapter` wrote to a base model (the one they were trained on):
     every module and shape is checked first. Returns the adapted modules' names."""
-    from safetensors.torch import load_file
-
     directory = Path(directory)
     for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory} has no {name}: pass a folder written by "
                                     "save_adapter")
     try:
-        config = json.loads((directory / ADAPTER_CONFIG).read_text(encoding="utf-8"))
-        weights = load_file(str(directory / ADAPTER_WEIGHTS))
+        config = read_json(directory / ADAPTER_CONFIG, "save it again with save_adapter", dict)
+        weights = read_weights(directory / ADAPTER_WEIGHTS)
         names = list(config["modules"])
-    except Exception as err:  # bad JSON, a damaged safetensors file, a missing key
+    except (ValueError, KeyError, TypeError) as err:  # bad JSON or safetensors, a missing key
         raise ValueError(f"{directory} holds an unreadable adapter ({type(err).__name__}: {err}):"
                          f" save it again") from None
     linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}

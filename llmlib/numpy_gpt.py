@@ -12,7 +12,6 @@ channels, H heads, D = C // H, V vocabulary.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from llmlib.checkpoint import WEIGHTS_FILE, read_config, read_weights
 from llmlib.checks import IGNORE_INDEX, dataclass_fields, head_size, positive_int
 
 POSITIONS = ("learned", "sinusoidal")
@@ -195,16 +195,10 @@ class NumpyGPT:
 
     @classmethod
     def load(cls, directory: str | Path, dtype: Any = np.float32) -> NumpyGPT:
-        """Read what GPT.save wrote (config.json, model.safetensors) with NumPy alone, no torch."""
-        from safetensors.numpy import load_file
-
-        directory = Path(directory)
-        for name in ("config.json", "model.safetensors"):
-            if not (directory / name).is_file():
-                raise FileNotFoundError(f"{directory} has no {name}: pass a folder written by "
-                                        "GPT.save")
-        config = NumpyGPTConfig.from_dict(json.loads((directory / "config.json").read_text()))
-        return cls(config, load_file(str(directory / "model.safetensors")), dtype)
+        """Read what GPT.save wrote (config.json, model.safetensors) with NumPy alone, no torch:
+        `llmlib.checkpoint` reads the folder, safetensors gives NumPy arrays."""
+        config = NumpyGPTConfig.from_dict(read_config(directory))
+        return cls(config, read_weights(Path(directory) / WEIGHTS_FILE, "numpy"), dtype)
 
     def forward(self, idx: np.ndarray, padding_mask: np.ndarray | None = None) -> np.ndarray:
         """idx (B, T) int -> logits (B, T, V). padding_mask (B, T) bool, True at real tokens: pads

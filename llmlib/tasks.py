@@ -7,13 +7,13 @@ match) that judge a finetuned model."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
 from llmlib.checks import IGNORE_INDEX
+from llmlib.files import read_json
 from llmlib.gpt import GPT
 from llmlib.tokenizers import ENDOFTEXT
 
@@ -36,11 +36,7 @@ def read_records(path: str | Path, task: str, labels: Sequence[str] | None = Non
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: pass a JSON file of records")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON ({err}): it must hold a JSON list of "
-                         f"records") from None
+    data = read_json(path, "it must hold a JSON list of records")
     shape = ('{"text": "...", "label": "..."}' if task == "classify"
              else '{"input": "...", "output": "..."} or {"instruction", "input", "output"}')
     if not isinstance(data, list) or not data:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import html
+import importlib
 import json
 import operator
 from collections import Counter
@@ -21,10 +22,15 @@ from typing import Any, ClassVar, Literal
 
 import regex
 
+from llmlib.files import read_json
+
 ENDOFTEXT = "<|endoftext|>"
 UNK = "<|unk|>"
 FORMAT_NAME = "llmlib-tokenizer"
 FORMAT_VERSION = 1
+# Tokenizer types defined outside this module -> the module that defines them. `Tokenizer.load`
+# imports it when it meets the type, so loading never depends on what the caller imported first.
+TOKENIZER_MODULES = {"BPETokenizer": "llmlib.bpe"}
 
 
 @functools.lru_cache(maxsize=64)
@@ -152,18 +158,17 @@ class Tokenizer:
     @classmethod
     def load(cls, path: str | Path) -> Tokenizer:
         """Read a file written by `save`; `Tokenizer.load` returns whatever kind the file holds."""
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path} is not a tokenizer file: it is not valid JSON "
-                             f"({err})") from None
+        data = read_json(path, "it is not a tokenizer file: pass one written by a tokenizer's save")
         if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
             raise ValueError(f"{path} is not an {FORMAT_NAME} file (no 'format': '{FORMAT_NAME}' "
                              f"field)")
         if data.get("version") != FORMAT_VERSION:
             raise ValueError(f"{path} has format version {data.get('version')!r}; "
                              f"this llmlib reads version {FORMAT_VERSION}")
-        kind = Tokenizer._types.get(data.get("type"))
+        name = str(data.get("type"))
+        if name not in Tokenizer._types and name in TOKENIZER_MODULES:
+            importlib.import_module(TOKENIZER_MODULES[name])  # defining the class registers it
+        kind = Tokenizer._types.get(name)
         if kind is None:
             raise ValueError(f"{path} holds an unknown tokenizer type {data.get('type')!r}")
         if not issubclass(kind, cls):

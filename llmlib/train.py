@@ -290,7 +290,7 @@ def save_checkpoint(folder: Path, model: GPT, tokenizer: Any, state: Mapping[str
 
 def load_checkpoint(folder: Path) -> tuple[GPT, Any, dict[str, Any]]:
     """The model, tokenizer and train state of a checkpoint folder (a clear error if damaged)."""
-    from llmlib.tokenizers import Tokenizer
+    from llmlib.gpt import load_model
 
     folder = Path(folder)
     if not (folder / STATE_FILE).is_file():
@@ -300,8 +300,7 @@ def load_checkpoint(folder: Path) -> tuple[GPT, Any, dict[str, Any]]:
         else:
             raise FileNotFoundError(f"no checkpoint in {folder} (no {STATE_FILE}): start without "
                                     "--resume, or point --out at the run to continue")
-    model = GPT.load(folder)
-    tokenizer = Tokenizer.load(folder / "tokenizer.json")
+    model, tokenizer, _ = load_model(folder)
     try:
         state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, or an object that needs code to load

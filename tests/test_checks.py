@@ -75,3 +75,38 @@ def test_prompt_rows_reads_every_form_without_torch():
         prompt_rows(np.array([1.0]), 5)
     with pytest.raises(ValueError, match=r"0\.\.4 \(vocab_size=5\), found ids from -1 to 2"):
         prompt_rows([[2], [-1]], 5)
+
+
+def test_read_json_names_the_file_the_place_and_the_fix(tmp_path):
+    from llmlib.files import read_json, write_json
+    path = tmp_path / "x.json"
+    with pytest.raises(FileNotFoundError, match="x.json not found: make one"):
+        read_json(path, "make one")
+    path.write_text('{\n  "a": }')
+    with pytest.raises(ValueError, match=r"x.json is not valid JSON \(line 2, column 8\): "
+                                         r"Expecting value; make one"):
+        read_json(path, "make one")
+    path.write_bytes(b"\xff{}")
+    with pytest.raises(ValueError, match=r"not valid JSON \(byte 0 is not UTF-8 text\); make one"):
+        read_json(path, "make one")
+    write_json(path, [1, "é"])
+    assert path.read_text(encoding="utf-8") == '[\n  1,\n  "é"\n]\n'
+    assert read_json(path, "make one", list) == [1, "é"]
+    with pytest.raises(ValueError, match="must hold a JSON object, not list; make one"):
+        read_json(path, "make one", dict)
+    with pytest.raises(ValueError, match="must hold a JSON object of settings, not list"):
+        read_json(path, "make one", dict, "a JSON object of settings")
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]  # no temporary file left
+
+
+def test_files_checks_and_checkpoint_import_without_torch():
+    """The NumPy appendix's path into llmlib: nothing on it imports torch at import time."""
+    import subprocess
+    import sys
+    script = ("import sys\n"
+              "sys.modules['torch'] = None  # `import torch` now raises ImportError\n"
+              "import llmlib.files, llmlib.checks, llmlib.checkpoint, llmlib.tokenizers\n"
+              "import llmlib.numpy_gpt\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr

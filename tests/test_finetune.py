@@ -503,3 +503,18 @@ def test_the_committed_data_is_the_scripts_output_and_split_by_works():
         assert not works["val"] & works["test"]
     genres = {r["label"] for r in read_records(folder / "genre_test.json", "classify")}
     assert genres == {"comedy", "history", "tragedy", "poem"}
+
+
+def test_classifier_folder_errors_name_finetune_json(tmp_path):
+    """GPTClassifier.load reads finetune.json through llmlib.checkpoint: a damaged one names the
+    file and the fix."""
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(vocab_size=11, context_length=8, n_layer=1, n_head=1, n_embd=8))
+    GPTClassifier(gpt, ["a", "b"]).save(tmp_path / "c", note="x")
+    assert GPTClassifier.load(tmp_path / "c").labels == ["a", "b"]
+    (tmp_path / "c" / "finetune.json").write_text('{"task": "classify"')
+    with pytest.raises(ValueError, match=r"finetune.json is not valid JSON \(line 1"):
+        GPTClassifier.load(tmp_path / "c")
+    (tmp_path / "c" / "finetune.json").write_text('{"task": "classify", "labels": []}')
+    with pytest.raises(ValueError, match="labels must be a non-empty list"):
+        GPTClassifier.load(tmp_path / "c")

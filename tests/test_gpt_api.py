@@ -189,3 +189,35 @@ def test_load_errors_say_what_is_wrong(model, tmp_path):
 def test_load_onto_a_device(model, tmp_path):
     model.save(tmp_path)
     assert GPT.load(tmp_path, device="cpu").lm_head.weight.device.type == "cpu"
+
+
+def test_load_model_returns_the_model_its_tokenizer_and_finetune_json(model, tmp_path):
+    from llmlib.checkpoint import save_model
+    from llmlib.gpt import load_model
+    tok = CharTokenizer.from_text("abcdefghijklmnopqrstuvw")  # 23 characters
+    model.save(tmp_path / "plain", tokenizer=tok)
+    again, tokenizer, meta = load_model(tmp_path / "plain")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                  again.state_dict().values()))
+    assert type(tokenizer) is CharTokenizer and tokenizer.encode("cab") == tok.encode("cab")
+    assert meta == {} and not again.training
+    info = {"task": "instruct", "prompt_template": "Q: {prompt}\nA: ", "note": "é"}
+    save_model(tmp_path / "tuned", model, tok, info)
+    assert load_model(tmp_path / "tuned")[2] == info
+    assert (tmp_path / "tuned" / "finetune.json").read_text(encoding="utf-8").endswith("}\n")
+
+
+def test_load_model_errors_name_the_file_and_the_fix(model, tmp_path):
+    from llmlib.gpt import load_model
+    model.save(tmp_path)
+    with pytest.raises(FileNotFoundError, match="has no tokenizer.json: pass a folder written by"):
+        load_model(tmp_path)
+    model.save(tmp_path, tokenizer=CharTokenizer.from_text("abcdefghijklmnopqrstuvw"))
+    meta = tmp_path / "finetune.json"
+    for text, message in [("{", r"finetune.json is not valid JSON \(line 1, column 2\).*delete"),
+                          ("[]", "must hold a JSON object"),
+                          ('{"prompt_template": "no slot"}', "{prompt} slot"),
+                          ('{"task": "classify"}', "labels must be a non-empty list")]:
+        meta.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            load_model(tmp_path)

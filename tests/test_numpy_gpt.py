@@ -111,6 +111,43 @@ def test_load_reads_gpt_save_files(tmp_path):
         NumpyGPT.load(tmp_path / "nothing")
 
 
+# Run in a new interpreter where `import torch` fails, as on a machine without torch.
+NO_TORCH_LOAD = """
+import sys
+
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this test")
+
+sys.meta_path.insert(0, NoTorch())
+import numpy as np
+from llmlib.numpy_gpt import NumpyGPT
+
+model = NumpyGPT.load(sys.argv[1])
+idx = np.arange(12).reshape(2, 6) % model.config.vocab_size
+np.save(sys.argv[2], model(idx))
+print(sorted(m for m in sys.modules if m.split(".")[0] == "torch"))
+"""
+
+
+def test_load_works_where_torch_cannot_be_imported(tmp_path):
+    """NumpyGPT.load reads GPT.save's folder in an interpreter that cannot import torch."""
+    import subprocess
+    import sys
+    model = make_gpt()
+    folder = model.save(tmp_path / "m")
+    result = subprocess.run([sys.executable, "-c", NO_TORCH_LOAD, str(folder),
+                             str(tmp_path / "logits.npy")], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    idx = torch.arange(12).reshape(2, 6) % model.config.vocab_size
+    with torch.no_grad():
+        expected = model(idx)[0].numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_from_gpt_copies_instead_of_sharing_torch_memory():
     model = make_gpt(dtype=torch.float64)
     ours = NumpyGPT.from_gpt(model, np.float64)

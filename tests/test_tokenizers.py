@@ -466,3 +466,26 @@ def test_our_encoder_on_gpt2s_files_equals_tiktoken_and_transformers(real_gpt2, 
         assert gpt2.encode(sample) == hf.encode(sample), sample[:40]
     assert gpt2.encode("a<|endoftext|>b", allowed_special="all") == enc.encode(
         "a<|endoftext|>b", allowed_special="all")
+
+
+def test_every_tokenizer_type_loads_in_a_fresh_process(tmp_path, bpe: BPETokenizer,
+                                                       real_gpt2) -> None:
+    """`Tokenizer.load` finds each type however little the caller imported (issue 20): a new
+    interpreter that imports only llmlib.tokenizers loads char, word, BPE and GPT-2's files."""
+    import subprocess
+    import sys
+    made = {"char": CharTokenizer.from_text("to be or not"),
+            "word": WordTokenizer(["to", "be"], unk="<|unk|>"),
+            "bpe": bpe, "gpt2": real_gpt2[1]}
+    for name, tokenizer in made.items():
+        tokenizer.save(tmp_path / f"{name}.json")
+    script = ("import sys\nfrom llmlib.tokenizers import Tokenizer\n"
+              "for path in sys.argv[1:]:\n"
+              "    t = Tokenizer.load(path)\n"
+              "    print(type(t).__name__, t.vocab_size, t.encode('to be'))\n")
+    paths = [str(tmp_path / f"{name}.json") for name in made]
+    result = subprocess.run([sys.executable, "-c", script, *paths], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    expected = [f"{type(t).__name__} {t.vocab_size} {t.encode('to be')}" for t in made.values()]
+    assert result.stdout.splitlines() == expected

@@ -16,15 +16,16 @@ ROOT = Path(__file__).resolve().parents[1]
 HEADER = "| chapter | exports | builds |\n|---|---|---|"
 # (notebook prefix, title, exports, what it builds)
 ROWS = (
-    ("00", "0 Setup", "device, corpus, checks, command, book",
-     "devices, run modes, seeding, the corpus, argument checks, the command line, a PyTorch "
-     "primer"),
+    ("00", "0 Setup", "device, files, corpus, checks, command, book",
+     "devices, run modes, seeding, JSON files, the corpus, argument checks, the command line, a "
+     "PyTorch primer"),
     ("01", "1 Tokenizers", "tokenizers, bpe",
      "character, word and byte-level BPE tokenizers, GPT-2's vocabulary"),
     ("02", "2 Data", "data", "token arrays, splits, datasets, loaders, embeddings"),
     ("03", "3 Attention", "attention, viz", "attention, masks, multi-head, attention views"),
     ("04", "4 Transformer block", "blocks", "LayerNorm, GELU, feed-forward, residual block"),
-    ("05", "5 GPT", "gpt, gpt2", "the model, its configs, save/load, GPT-2 weights"),
+    ("05", "5 GPT", "gpt, checkpoint, gpt2",
+     "the model, its configs, model folders (save/load), GPT-2 weights"),
     ("06", "6 Pretraining", "train, pretrain, cmd_pretrain",
      "loss, AdamW, schedules, the loop, checkpoints, `llmlib pretrain`"),
     ("07", "7 Generation", "sampling, kvcache, generate, cmd_generate",
