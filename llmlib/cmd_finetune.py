@@ -126,13 +126,10 @@ def _check_flags(flags: FinetuneFlags) -> None:
 
 def _load_base(folder: Path) -> tuple[Any, GPT]:
     """The tokenizer and the GPT saved in `folder`."""
-    from llmlib.gpt import GPT
-    from llmlib.tokenizers import Tokenizer
+    from llmlib.gpt import load_model
 
-    if not (folder / "tokenizer.json").is_file():
-        raise FileNotFoundError(f"{folder} has no tokenizer.json: pass a folder written by "
-                                "GPT.save(dir, tokenizer=...) or a pretrain run's best/ or last/")
-    return Tokenizer.load(folder / "tokenizer.json"), GPT.load(folder)
+    model, tokenizer, _ = load_model(folder)
+    return tokenizer, model
 
 
 def _encoded_sets(flags: FinetuneFlags, tokenizer: Any, context_length: int

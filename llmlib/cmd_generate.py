@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from llmlib.command import Command, add_flags, read_settings, take
@@ -67,19 +66,15 @@ def run_generate(args: argparse.Namespace) -> int:
 
     from llmlib.device import parse_device
     from llmlib.generate import beam_search, generate
-    from llmlib.gpt import GPT
-    from llmlib.tokenizers import ENDOFTEXT, Tokenizer
+    from llmlib.checkpoint import PLAIN_TEMPLATE
+    from llmlib.gpt import load_model
+    from llmlib.tokenizers import ENDOFTEXT
 
     flags: GenerateFlags = take(GenerateFlags, read_settings(args, ()))
     sampling = _sampling(flags)
     device = parse_device(flags.device, "--device")
-    folder = Path(flags.model)
-    if not (folder / "tokenizer.json").is_file():
-        raise FileNotFoundError(f"{folder} has no tokenizer.json: pass a folder written by "
-                                "GPT.save(dir, tokenizer=...) or a run's best/ or last/")
-    tokenizer = Tokenizer.load(folder / "tokenizer.json")
-    template = _prompt_template(folder)
-    model = GPT.load(folder, device=device)
+    model, tokenizer, meta = load_model(flags.model, device=device)
+    template = meta.get("prompt_template", PLAIN_TEMPLATE)
     prompts = [flags.prompt] if flags.prompt is not None else [
         line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not prompts or not all(prompts):
@@ -128,26 +123,6 @@ def _sampling(flags: GenerateFlags) -> Sampling | None:
     if (flags.top_k, flags.top_p, flags.min_p) != (None, None, None):
         raise ValueError("--beams searches, it does not sample: drop --top-k/--top-p/--min-p")
     return None
-
-
-def _prompt_template(folder: Any) -> str:
-    """How the model wants its prompt: "{prompt}" (as it is) for a pretrained model; a model
-    finetuned on instructions (chapter 8) names its template in finetune.json."""
-    import json
-
-    path = folder / "finetune.json"
-    if not path.is_file():
-        return "{prompt}"
-    try:
-        template = json.loads(path.read_text(encoding="utf-8")).get("prompt_template",
-                                                                     "{prompt}")
-    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
-        raise ValueError(f"{path} is not a JSON object ({err}): finetune the model again, or "
-                         "delete the file to use the model without a template") from None
-    if not isinstance(template, str) or "{prompt}" not in template:
-        raise ValueError(f"{path}: prompt_template must be a string with a {{prompt}} slot, got "
-                         f"{template!r}")
-    return template
 
 
 def _print_stream(model: GPT, tokenizer: Any, text: str, shown: str, flags: GenerateFlags,

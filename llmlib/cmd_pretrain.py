@@ -68,8 +68,7 @@ def settings_from_args(args: argparse.Namespace
 
 def run_pretrain(args: argparse.Namespace) -> int:
     """What `llmlib pretrain` runs: checks every setting before anything is written."""
-    import json
-
+    from llmlib.checkpoint import read_config
     from llmlib.device import parse_device
     from llmlib.gpt import GPTConfig
     from llmlib.pretrain import distributed, pretrain
@@ -81,7 +80,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
         model_config = None
         saved = flags.out / "last" / "config.json"
         if model_fields and saved.is_file():  # given again: must agree with the checkpoint
-            values = json.loads(saved.read_text(encoding="utf-8"))
+            values = read_config(saved.parent)
             model_config = GPTConfig.from_dict({**values, **model_fields})
         corpus = None
     else:

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import platform
 import sys
 import types
 import typing
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Any, Callable, Collection, Mapping, Sequence
 
 import llmlib
+from llmlib.files import read_json
 
 OPTIONAL = ("numpy", "tqdm", "safetensors", "matplotlib", "ipywidgets", "transformers", "tiktoken")
 
@@ -122,14 +121,8 @@ def read_settings(args: argparse.Namespace, known: Collection[str]) -> dict[str,
     values: dict[str, Any] = {}
     config = getattr(args, "config", None)
     if config is not None:
-        try:
-            values = json.loads(Path(config).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"--config {config}: no such file") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"--config {config} is not valid JSON ({err})") from None
-        if not isinstance(values, dict):
-            raise ValueError(f"--config {config} must hold a JSON object of settings")
+        values = read_json(config, "pass --config a JSON object of settings, e.g. "
+                           '{"max_steps": 100}', dict, "a JSON object of settings")
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise ValueError(f"--config {config}: unknown setting(s) {unknown}; the settings "
