@@ -26,7 +26,7 @@ from llmlib.checks import dataclass_fields, positive_int
 from llmlib.corpus import list_works
 from llmlib.data import encode_documents, split_by_works, to_device
 from llmlib.device import model_device
-from llmlib.gpt import GPT, GPTConfig, eval_mode
+from llmlib.gpt import GPT, GPTConfig, eval_mode, load_model
 from llmlib.tokenizers import ENDOFTEXT, CharTokenizer
 
 SCHEDULES = ("cosine", "wsd", "constant")
@@ -290,8 +290,6 @@ def save_checkpoint(folder: Path, model: GPT, tokenizer: Any, state: Mapping[str
 
 def load_checkpoint(folder: Path) -> tuple[GPT, Any, dict[str, Any]]:
     """The model, tokenizer and train state of a checkpoint folder (a clear error if damaged)."""
-    from llmlib.gpt import load_model
-
     folder = Path(folder)
     if not (folder / STATE_FILE).is_file():
         old = folder.with_name(f".{folder.name}.old")  # a crash between the two renames
