@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from llmlib.checks import dropout_rate, positive_int
+from llmlib.checks import dropout_rate, positive_int, require
 
 
 def sinusoidal_encoding(num_positions: int, dim: int, base: float = 10000.0) -> torch.Tensor:
@@ -45,23 +45,25 @@ def token_ids(idx: Any, vocab_size: int | None = None, context_length: int | Non
     accelerator makes the host wait for it, so with `sync=False` only CPU tensors are range-checked
     (the model's forward does that: its training batches were checked where they entered).
     """
-    if not isinstance(idx, torch.Tensor):
-        raise TypeError(f"token ids must be a (B, T) tensor of integers, got {type(idx).__name__}; "
-                        "for one prompt write torch.tensor([ids])")
-    if idx.dtype not in (torch.int64, torch.int32) or idx.dim() != 2:  # what nn.Embedding takes
-        raise ValueError(f"idx must be a (B, T) tensor of integer token ids (int64 or int32), got "
-                         f"{idx.dtype} of {idx.dim()} dims {tuple(idx.shape)}: use idx.long(), "
-                         "and idx[None] for one sequence")
-    if not 1 <= idx.size(1) <= (context_length or idx.size(1)):
-        raise ValueError(f"a sequence of length {idx.size(1)} is empty or longer than the context "
-                         f"(context_length={context_length}): give 1 to {context_length} ids")
+    require(isinstance(idx, torch.Tensor), lambda: (
+        f"token ids must be a (B, T) tensor of integers, got {type(idx).__name__}; "
+        "for one prompt write torch.tensor([ids])"), TypeError)
+    require(idx.dtype in (torch.int64, torch.int32) and idx.dim() == 2, lambda: (  # nn.Embedding's
+        f"idx must be a (B, T) tensor of integer token ids (int64 or int32), "
+        f"got {idx.dtype} of {idx.dim()} dims {tuple(idx.shape)}: "
+        "use idx.long(), and idx[None] for one sequence"))
+    require(idx.size(1) > 0, "idx holds no tokens (T = 0): "
+            "give at least one token id, e.g. the id of <|endoftext|> to start from nothing")
+    require(context_length is None or idx.size(1) <= context_length, lambda: (
+        f"a sequence of length {idx.size(1)} is longer than the context "
+        f"(context_length={context_length}); crop it to the last {context_length} tokens"))
     checkable = sync or idx.device.type == "cpu"
     if vocab_size is not None and idx.numel() and checkable and not torch.compiler.is_compiling():
         low, high = (int(v) for v in torch.aminmax(idx))
-        if low < 0 or high >= vocab_size:
-            raise ValueError(f"token ids must lie in 0..{vocab_size - 1} (vocab_size={vocab_size})"
-                             f", found ids from {low} to {high}: "
-                             "was the text encoded by the tokenizer this model was built for?")
+        require(0 <= low and high < vocab_size, lambda: (
+            f"token ids must lie in 0..{vocab_size - 1} (vocab_size={vocab_size}), "
+            f"found ids from {low} to {high}: "
+            "was the text encoded by the tokenizer this model was built for?"))
     return idx
 
 
