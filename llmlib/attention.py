@@ -34,9 +34,9 @@ def build_attention_mask(T: int, padding_mask: Tensor | None = None, causal: boo
     if padding_mask is None:
         return causal_mask(T, device) if causal else None
     good = padding_mask.dtype == torch.bool and padding_mask.dim() == 2
-    require(good and padding_mask.size(1) == T, lambda: f"padding_mask must be a bool tensor of "
-            f"shape (B, {T}), True at real tokens; got {padding_mask.dtype} "
-            f"{tuple(padding_mask.shape)}")
+    require(good and padding_mask.size(1) == T, lambda: (
+        f"padding_mask must be a bool tensor of shape (B, {T}), True at real tokens; "
+        f"got {padding_mask.dtype} {tuple(padding_mask.shape)}"))
     mask = padding_mask[:, None, None, :]  # (B, 1, 1, T): which keys are real
     if causal:
         mask = mask & causal_mask(T, padding_mask.device)  # (B, 1, T, T)
@@ -48,8 +48,10 @@ def build_attention_mask(T: int, padding_mask: Tensor | None = None, causal: boo
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
     batch_mismatch = q.shape[:-2] != k.shape[:-2] or k.shape[:-1] != v.shape[:-1]
     require(q.dim() >= 2 and not batch_mismatch and q.size(-1) == k.size(-1),
-            lambda: "q, k, v must be (..., T, D) with matching batch dims, T_k of k and v equal, "
-            f"and D of q and k equal; got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+            lambda: (
+                "q, k, v must be (..., T, D) with matching batch dims, T_k of k and v equal, "
+                "and D of q and k equal; "
+                f"got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"))
 
 
 def attention_math(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
@@ -86,8 +88,8 @@ def attention_sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
     _check_qkv(q, k, v)
     if mask is None:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal)
-    require(not is_causal, "pass either a mask or is_causal=True, not both: fold the causal mask "
-            "into the mask")
+    require(not is_causal,
+            "pass either a mask or is_causal=True, not both: fold the causal mask into the mask")
     has_key = mask.any(dim=-1, keepdim=True)  # (..., T_q, 1)
     y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | ~has_key, dropout_p=dropout_p)
     return y * has_key
@@ -125,8 +127,8 @@ class MultiHeadAttention(nn.Module):
 
         Returns y (B, T, C), or (y, weights (B, H, T, S)) when need_weights.
         """
-        require(x.dim() == 3 and x.size(-1) == self.n_embd, lambda: "x must be (B, T, C) with "
-                f"C = n_embd = {self.n_embd}, got shape {tuple(x.shape)}")
+        require(x.dim() == 3 and x.size(-1) == self.n_embd, lambda: (
+            f"x must be (B, T, C) with C = n_embd = {self.n_embd}, got shape {tuple(x.shape)}"))
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)                # 3 × (B, T, C)
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)      # (B, H, T, D)

@@ -61,8 +61,9 @@ class LayerNorm(nn.Module):
             self.register_parameter("bias", None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        require(x.ndim > 0 and x.shape[-1] == self.n_embd, lambda: f"LayerNorm({self.n_embd}) "
-                f"expects input of shape (..., {self.n_embd}), got {tuple(x.shape)}")
+        require(x.ndim > 0 and x.shape[-1] == self.n_embd, lambda: (
+            f"LayerNorm({self.n_embd}) expects input of shape (..., {self.n_embd}), "
+            f"got {tuple(x.shape)}"))
         return F.layer_norm(x, (self.n_embd,), self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
@@ -142,8 +143,8 @@ class TransformerBlock(nn.Module):
                 need_weights: bool = False, kv_cache: Any = None, layer: int = 0
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """x: (B, T, C) -> (B, T, C); with need_weights, also the attention weights (B, H, T, S)."""
-        require(x.ndim == 3 and x.shape[-1] == self.n_embd, lambda: "TransformerBlock expects x "
-                f"of shape (B, T, {self.n_embd}), got {tuple(x.shape)}")
+        require(x.ndim == 3 and x.shape[-1] == self.n_embd, lambda: (
+            f"TransformerBlock expects x of shape (B, T, {self.n_embd}), got {tuple(x.shape)}"))
         attn_in = self.ln_1(x) if self.pre_norm else x
         out = self.attn(attn_in, padding_mask, True, need_weights, kv_cache, layer)
         a, weights = out if need_weights else (out, None)

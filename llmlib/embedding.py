@@ -48,10 +48,12 @@ def token_ids(idx: Any, vocab_size: int | None = None, context_length: int | Non
     require(isinstance(idx, torch.Tensor), lambda: (
         f"token ids must be a (B, T) tensor of integers, got {type(idx).__name__}; "
         "for one prompt write torch.tensor([ids])"), TypeError)
-    require(idx.dtype in (torch.int64, torch.int32) and idx.dim() == 2, lambda: (  # nn.Embedding's
-        f"idx must be a (B, T) tensor of integer token ids (int64 or int32), "
-        f"got {idx.dtype} of {idx.dim()} dims {tuple(idx.shape)}: "
-        "use idx.long(), and idx[None] for one sequence"))
+    require(idx.dtype in (torch.int64, torch.int32), lambda: (  # the dtypes nn.Embedding takes
+        "idx must be a (B, T) tensor of integer token ids (int64 or int32), "
+        f"got dtype {idx.dtype}: convert it with idx.long()"))
+    require(idx.dim() == 2, lambda: (
+        f"idx must be a (B, T) tensor of integer token ids, got {idx.dim()} dims "
+        f"{tuple(idx.shape)}: add a batch dimension with idx[None] for one sequence"))
     require(idx.size(1) > 0, "idx holds no tokens (T = 0): "
             "give at least one token id, e.g. the id of <|endoftext|> to start from nothing")
     require(context_length is None or idx.size(1) <= context_length, lambda: (

@@ -51,7 +51,6 @@ class GPTConfig:
     dropout: float = 0.0  # after embeddings, on attention weights and on both residual branches
     bias: bool = True  # biases in Linear layers and LayerNorms, as in GPT-2
     layer_norm_epsilon: float = 1e-5
-    pre_norm: bool = True  # LayerNorm inside each residual branch (GPT-2); False: post-norm
     position: str = "learned"  # position embeddings: "learned" (GPT-2's wpe) or "sinusoidal"
 
     def __post_init__(self) -> None:
@@ -61,8 +60,8 @@ class GPTConfig:
         dropout_rate("GPTConfig.dropout", self.dropout)
         require(self.layer_norm_epsilon > 0,
                 f"GPTConfig.layer_norm_epsilon must be > 0, got {self.layer_norm_epsilon!r}")
-        require(self.position in ("learned", "sinusoidal"), "GPTConfig.position must be "
-                f"'learned' or 'sinusoidal', got {self.position!r}")
+        require(self.position in ("learned", "sinusoidal"),
+                f"GPTConfig.position must be 'learned' or 'sinusoidal', got {self.position!r}")
 
     @classmethod
     def preset(cls, name: str, tokenizer: Any = None, **overrides: Any) -> GPTConfig:
@@ -102,9 +101,8 @@ class GPTBody(GPTEmbedding):
     def __init__(self, config: GPTConfig):
         c = config
         super().__init__(c.vocab_size, c.context_length, c.n_embd, c.dropout, c.position)
-        self.h = nn.ModuleList(TransformerBlock(c.n_embd, c.n_head, c.dropout, c.bias,
-                                                c.layer_norm_epsilon, c.pre_norm)
-                               for _ in range(c.n_layer))
+        self.h = nn.ModuleList(TransformerBlock(c.n_embd, c.n_head, dropout=c.dropout, bias=c.bias,
+                                                eps=c.layer_norm_epsilon) for _ in range(c.n_layer))
         self.ln_f = LayerNorm(c.n_embd, eps=c.layer_norm_epsilon, bias=c.bias)
 
     def forward(self, idx: torch.Tensor, positions: torch.Tensor | None = None,
@@ -164,8 +162,8 @@ class GPT(nn.Module):
         logits = self.lm_head(self.transformer(idx, positions, kv_cache))  # (B, T, V)
         if targets is None:
             return logits, None
-        require(targets.shape == idx.shape, lambda: "targets must have the shape of idx "
-                f"{tuple(idx.shape)}, got {tuple(targets.shape)}")
+        require(targets.shape == idx.shape, lambda: (
+            f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}"))
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
                                ignore_index=-100)
         return logits, loss
