@@ -15,7 +15,8 @@ from typing import Any, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from llmlib.checks import positive_int, token_ids
+from llmlib.checks import positive_int
+from llmlib.embedding import token_ids
 from llmlib.gpt import GPT
 from llmlib.kvcache import (KVCache, decode_head, forward_cached, forward_static,
                             positions_of)
