@@ -68,7 +68,7 @@ def __getattr__(name: str) -> Any:
     # `token_ids` checks tensors, so it lives with torch in chapter 2's `llmlib.embedding`; this
     # module stays torch-free (the NumPy appendix imports it). The old import path still works.
     if name == "token_ids":
-        from llmlib.embedding import token_ids
+        from llmlib.embedding import token_ids  # noqa: PLC0415  (torch only on demand)
 
         return token_ids
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

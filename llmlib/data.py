@@ -3,9 +3,10 @@
 
 """From text to training batches, and embeddings (chapter 2).
 
-Token arrays and their splits, sliding-window and random-window datasets, data loaders, compact
-`.bin` token files read through memory maps, and the transformer's input: token plus position
-embeddings. Shapes: B batch, T time (context), C channels (embedding width), V vocabulary size.
+Token arrays and their splits, sliding-window and random-window datasets, data loaders, and
+compact `.bin` token files read through memory maps. The transformer's input (token plus position
+embeddings) is in `llmlib.embedding`, re-exported here. Shapes: B batch, T time (context), C
+channels (embedding width), V vocabulary size.
 """
 
 from __future__ import annotations
