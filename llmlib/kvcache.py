@@ -20,7 +20,8 @@ class KVCache:
     `length` positions are filled. Memory: 2 · layers · batch · capacity · width · bytes. Passed
     to `model(idx, positions=..., kv_cache=cache)`, each block's attention calls `update`, and the
     cache advances by the call's t tokens after the last block. `key_mask` (B, length + t) bool,
-    set before a call, marks the real tokens of a left-padded batch (None: no padding)."""
+    set before a call (`forward_cached` does), marks the real tokens of a left-padded batch for
+    that call only (None: no padding)."""
 
     def __init__(self, model: GPT, batch_size: int, capacity: int,
                  dtype: torch.dtype | None = None, zeroed: bool = False):
@@ -54,8 +55,8 @@ class KVCache:
             self._mask = self._mask_for(t, k.device)
         self.k[layer, :, :, past:past + t] = k
         self.v[layer, :, :, past:past + t] = v
-        if layer == self.k.size(0) - 1:
-            self.length += t
+        if layer == self.k.size(0) - 1:  # the call is done: the next one brings its own mask
+            self.length, self.key_mask = past + t, None
         return self.k[layer, :, :, :past + t], self.v[layer, :, :, :past + t], self._mask
 
     def _mask_for(self, t: int, device: torch.device) -> torch.Tensor | None:
