@@ -7,19 +7,20 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from llmlib.checks import dropout_rate, head_size
+from llmlib.checks import dropout_rate, head_size, require
 
 
 def causal_mask(T: int, device: torch.device | str | None = None) -> Tensor:
     """(T, T) bool, True where query i may attend to key j, i.e. j <= i (the lower triangle)."""
-    if not isinstance(T, int) or T < 1:
-        raise ValueError(f"causal_mask needs a positive sequence length T, got {T!r}")
+    require(isinstance(T, int) and T >= 1,
+            lambda: f"causal_mask needs a positive sequence length T, got {T!r}")
     return torch.ones(T, T, dtype=torch.bool, device=device).tril()
 
 
@@ -32,9 +33,10 @@ def build_attention_mask(T: int, padding_mask: Tensor | None = None, causal: boo
     """
     if padding_mask is None:
         return causal_mask(T, device) if causal else None
-    if padding_mask.dtype != torch.bool or padding_mask.dim() != 2 or padding_mask.size(1) != T:
-        raise ValueError(f"padding_mask must be a bool tensor of shape (B, {T}) with True for real "
-                         f"tokens, got {padding_mask.dtype} {tuple(padding_mask.shape)}")
+    good = padding_mask.dtype == torch.bool and padding_mask.dim() == 2
+    require(good and padding_mask.size(1) == T, lambda: (
+        f"padding_mask must be a bool tensor of shape (B, {T}), True at real tokens; "
+        f"got {padding_mask.dtype} {tuple(padding_mask.shape)}"))
     mask = padding_mask[:, None, None, :]  # (B, 1, 1, T): which keys are real
     if causal:
         mask = mask & causal_mask(T, padding_mask.device)  # (B, 1, T, T)
@@ -45,10 +47,11 @@ def build_attention_mask(T: int, padding_mask: Tensor | None = None, causal: boo
 
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
     batch_mismatch = q.shape[:-2] != k.shape[:-2] or k.shape[:-1] != v.shape[:-1]
-    if q.dim() < 2 or batch_mismatch or q.size(-1) != k.size(-1):
-        raise ValueError(f"q, k, v must be (..., T, D) with matching batch dims, T_k of k and v "
-                         f"equal, and D of q and k equal; got {tuple(q.shape)}, {tuple(k.shape)}, "
-                         f"{tuple(v.shape)}")
+    require(q.dim() >= 2 and not batch_mismatch and q.size(-1) == k.size(-1),
+            lambda: (
+                "q, k, v must be (..., T, D) with matching batch dims, T_k of k and v equal, "
+                "and D of q and k equal; "
+                f"got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"))
 
 
 def attention_math(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
@@ -85,9 +88,8 @@ def attention_sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
     _check_qkv(q, k, v)
     if mask is None:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal)
-    if is_causal:
-        raise ValueError("pass either a mask or is_causal=True, not both (fold the causal mask "
-                         "into the mask)")
+    require(not is_causal,
+            "pass either a mask or is_causal=True, not both: fold the causal mask into the mask")
     has_key = mask.any(dim=-1, keepdim=True)  # (..., T_q, 1)
     y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | ~has_key, dropout_p=dropout_p)
     return y * has_key
@@ -100,6 +102,12 @@ class MultiHeadAttention(nn.Module):
     attend in parallel, and c_proj mixes their outputs. forward uses PyTorch's fused
     `scaled_dot_product_attention` unless the attention weights are requested (need_weights=True),
     which takes the explicit path of `attention_math` and returns the same output.
+
+    The cache hook (chapter 7 writes the class): given `kv_cache`, forward calls
+    `kv_cache.update(layer, k, v)` with this call's keys and values (B, H, T, D). The cache stores
+    them after the ones it holds and returns (keys, values, mask): all S of them (B, H, S, D) and
+    the bool mask (broadcastable to (B, H, T, S), True = may attend) for the T new queries, or None
+    when plain causal attention is right (T == 1, or nothing was cached before).
     """
 
     def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True):
@@ -112,33 +120,32 @@ class MultiHeadAttention(nn.Module):
         self.resid_dropout = nn.Dropout(dropout)                # on the output
 
     def forward(self, x: Tensor, padding_mask: Tensor | None = None, causal: bool = True,
-                need_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """x: (B, T, C); padding_mask: (B, T) bool, True = real token.
+                need_weights: bool = False, kv_cache: Any = None, layer: int = 0
+                ) -> Tensor | tuple[Tensor, Tensor]:
+        """x: (B, T, C); padding_mask: (B, T) bool, True = real token (with a cache, the cache
+        holds the mask instead); layer: this block's index, for the cache.
 
-        Returns y (B, T, C), or (y, weights (B, H, T, T)) when need_weights.
+        Returns y (B, T, C), or (y, weights (B, H, T, S)) when need_weights.
         """
-        if x.dim() != 3 or x.size(-1) != self.n_embd:
-            raise ValueError(f"x must be (B, T, C) with C = n_embd = {self.n_embd}, got shape "
-                             f"{tuple(x.shape)}")
+        require(x.dim() == 3 and x.size(-1) == self.n_embd, lambda: (
+            f"x must be (B, T, C) with C = n_embd = {self.n_embd}, got shape {tuple(x.shape)}"))
         B, T, C = x.shape
-        if padding_mask is not None and padding_mask.shape != (B, T):
-            raise ValueError(f"padding_mask must be (B, T) = {(B, T)}, got "
-                             f"{tuple(padding_mask.shape)}")
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)                # 3 × (B, T, C)
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)      # (B, H, T, D)
         k = k.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         v = v.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        mask = None  # None, (B, 1, T, T), or the cache's (B, 1, T, S)
+        if kv_cache is not None:  # chapter 7: attend to the keys and values of earlier calls too
+            k, v, mask = kv_cache.update(layer, k, v)                     # (B, H, S, D)
+        elif padding_mask is not None:
+            mask = build_attention_mask(T, padding_mask, causal, x.device)
+        causal = causal and mask is None and T > 1  # what is left for SDPA's own causal flag
         p = self.attn_dropout.p if self.training else 0.0
         weights = None
-        if need_weights:  # the explicit path: materializes the (B, H, T, T) weights
-            # None, (T, T) or (B, 1, T, T)
-            mask = build_attention_mask(T, padding_mask, causal, x.device)
-            y, weights = attention_math(q, k, v, mask, dropout_p=p)
-        elif padding_mask is None:  # no mask tensor: the fused kernels skip the masked blocks
-            y = attention_sdpa(q, k, v, None, dropout_p=p, is_causal=causal)
-        else:
-            y = attention_sdpa(q, k, v, build_attention_mask(T, padding_mask, causal, x.device),
-                               dropout_p=p)
+        if need_weights:  # the explicit path: materializes the (B, H, T, S) weights
+            y, weights = attention_math(q, k, v, causal_mask(T, x.device) if causal else mask, p)
+        else:  # without a mask tensor the fused kernels skip the masked blocks
+            y = attention_sdpa(q, k, v, mask, dropout_p=p, is_causal=causal)
         y = y.transpose(1, 2).contiguous().view(B, T, C)                  # re-assemble the heads
         y = self.resid_dropout(self.c_proj(y))
         return (y, weights) if need_weights else y

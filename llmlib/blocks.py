@@ -11,13 +11,14 @@ GPT-2 weights map onto a stack of `TransformerBlock`s one to one.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from llmlib.attention import MultiHeadAttention
-from llmlib.checks import dropout_rate, head_size, positive_int
+from llmlib.checks import dropout_rate, head_size, positive_int, require
 
 GELU_APPROXIMATIONS = ("none", "tanh")
 
@@ -50,9 +51,8 @@ class LayerNorm(nn.Module):
     def __init__(self, n_embd: int, eps: float = 1e-5, bias: bool = True):
         super().__init__()
         positive_int("n_embd", n_embd)
-        if not eps > 0:
-            raise ValueError(f"eps must be > 0 (it keeps a constant vector from dividing by zero), "
-                             f"got {eps!r}")
+        require(eps > 0, f"eps must be > 0 (it keeps a constant vector from dividing by zero), "
+                f"got {eps!r}")
         self.n_embd, self.eps = n_embd, float(eps)
         self.weight = nn.Parameter(torch.ones(n_embd))
         if bias:
@@ -61,9 +61,9 @@ class LayerNorm(nn.Module):
             self.register_parameter("bias", None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim == 0 or x.shape[-1] != self.n_embd:
-            raise ValueError(f"LayerNorm({self.n_embd}) expects input of shape (..., "
-                             f"{self.n_embd}), got {tuple(x.shape)}")
+        require(x.ndim > 0 and x.shape[-1] == self.n_embd, lambda: (
+            f"LayerNorm({self.n_embd}) expects input of shape (..., {self.n_embd}), "
+            f"got {tuple(x.shape)}"))
         return F.layer_norm(x, (self.n_embd,), self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
@@ -118,12 +118,14 @@ class FeedForward(nn.Module):
 
 class TransformerBlock(nn.Module):
     """One GPT-2 block: causal multi-head attention and a feed-forward network, each in a residual
-    branch.
+    branch. Input and output (B, T, C).
 
     pre_norm=True (GPT-2):  x = x + attn(ln_1(x));  x = x + mlp(ln_2(x))
-    pre_norm=False (the original transformer's post-norm):  x = ln_1(x + attn(x));  x = ln_2(x +
-    mlp(x)) Input and output (B, T, C). `padding_mask` (B, T), True at real tokens, is passed to
-    the attention.
+    pre_norm=False (the original transformer's post-norm):  x = ln_1(x + attn(x));
+    x = ln_2(x + mlp(x))
+
+    `padding_mask` (B, T), True at real tokens, and chapter 7's `kv_cache` with this block's `layer`
+    index are passed on to the attention.
     """
 
     def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True,
@@ -138,13 +140,13 @@ class TransformerBlock(nn.Module):
         self.mlp = FeedForward(n_embd, dropout=dropout, bias=bias)
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None,
-                need_weights: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """x: (B, T, C) -> (B, T, C); with need_weights, also the attention weights (B, H, T, T)."""
-        if x.ndim != 3 or x.shape[-1] != self.n_embd:
-            raise ValueError(f"TransformerBlock expects x of shape (B, T, {self.n_embd}), got "
-                             f"{tuple(x.shape)}")
+                need_weights: bool = False, kv_cache: Any = None, layer: int = 0
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, T, C) -> (B, T, C); with need_weights, also the attention weights (B, H, T, S)."""
+        require(x.ndim == 3 and x.shape[-1] == self.n_embd, lambda: (
+            f"TransformerBlock expects x of shape (B, T, {self.n_embd}), got {tuple(x.shape)}"))
         attn_in = self.ln_1(x) if self.pre_norm else x
-        out = self.attn(attn_in, padding_mask=padding_mask, causal=True, need_weights=need_weights)
+        out = self.attn(attn_in, padding_mask, True, need_weights, kv_cache, layer)
         a, weights = out if need_weights else (out, None)
         if self.pre_norm:
             x = x + a                          # (B, T, C) residual stream

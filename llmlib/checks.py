@@ -14,12 +14,17 @@ from __future__ import annotations
 import dataclasses
 import operator
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    import torch
+
+def require(ok: bool, message: str | Callable[[], str], error: type[Exception] = ValueError
+            ) -> None:
+    """Raise `error(message)` unless `ok`: a guard in one line. A guard on a hot path passes the
+    message as a function (a lambda), so that nothing is formatted unless the check fails."""
+    if not ok:
+        raise error(message() if callable(message) else message)
 
 
 def dataclass_fields(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -60,43 +65,14 @@ def head_size(n_embd: int, n_head: int) -> int:
     return n_embd // n_head
 
 
-def token_ids(idx: Any, vocab_size: int | None = None,
-              context_length: int | None = None) -> torch.Tensor:
-    """Check a batch of token ids: a (B, T) integer tensor, T >= 1, ids in [0, vocab_size),
-    T <= context_length. Returns idx unchanged.
+def __getattr__(name: str) -> Any:
+    # `token_ids` checks tensors, so it lives with torch in chapter 2's `llmlib.embedding`; this
+    # module stays torch-free (the NumPy appendix imports it). The old import path still works.
+    if name == "token_ids":
+        from llmlib.embedding import token_ids  # noqa: PLC0415  (torch only on demand)
 
-    The range check reads the smallest and largest id (one synchronization on a GPU), because an
-    id out of range otherwise fails inside the embedding: an IndexError on the CPU, a device-side
-    assert that kills the process on CUDA.
-    """
-    import torch  # here, not at the top: the NumPy appendix imports this module without torch
-
-    if not isinstance(idx, torch.Tensor):
-        raise TypeError(f"token ids must be a (B, T) tensor of integers, got {type(idx).__name__}; "
-                        "for one prompt write torch.tensor([ids])")
-    if idx.dtype not in (torch.int64, torch.int32):  # the dtypes nn.Embedding accepts
-        raise ValueError(f"idx must be a (B, T) tensor of integer token ids (int64 or int32), got "
-                         f"dtype {idx.dtype}: convert it with idx.long()")
-    if idx.dim() != 2:
-        raise ValueError(f"idx must be a (B, T) tensor of integer token ids, got {idx.dim()} dims "
-                         f"{tuple(idx.shape)}: add a batch dimension with idx[None] for one "
-                         f"sequence")
-    if idx.size(1) == 0:
-        raise ValueError("idx holds no tokens (T = 0): give at least one token id, e.g. the id of "
-                         "<|endoftext|> to start from nothing")
-    if context_length is not None and idx.size(1) > context_length:
-        raise ValueError(f"sequence of length {idx.size(1)} is longer than the context "
-                         f"(context_length={context_length}); crop it to the last "
-                         f"{context_length} tokens")
-    if vocab_size is not None and idx.numel() and not torch.compiler.is_compiling():
-        low, high = torch.aminmax(idx)
-        low, high = int(low), int(high)
-        if low < 0 or high >= vocab_size:
-            raise ValueError(f"token ids must lie in 0..{vocab_size - 1} "
-                             f"(vocab_size={vocab_size}), found ids from {low} to {high}: was the "
-                             f"text encoded by the "
-                             "tokenizer this model was built for?")
-    return idx
+        return token_ids
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # The target id that F.cross_entropy leaves out of the loss (its default ignore_index): the

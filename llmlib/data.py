@@ -3,9 +3,10 @@
 
 """From text to training batches, and embeddings (chapter 2).
 
-Token arrays and their splits, sliding-window and random-window datasets, data loaders, compact
-`.bin` token files read through memory maps, and the transformer's input: token plus position
-embeddings. Shapes: B batch, T time (context), C channels (embedding width), V vocabulary size.
+Token arrays and their splits, sliding-window and random-window datasets, data loaders, and
+compact `.bin` token files read through memory maps. The transformer's input (token plus position
+embeddings) is in `llmlib.embedding`, re-exported here. Shapes: B batch, T time (context), C
+channels (embedding width), V vocabulary size.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from typing import Any, Protocol, TypeVar, Union
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from llmlib.checks import dropout_rate, positive_int, token_ids
+from llmlib.checks import positive_int
+from llmlib.embedding import GPTEmbedding, sinusoidal_encoding  # noqa: F401  (their home)
 
 Encode = Callable[[str], list[int]]
 
@@ -354,66 +355,3 @@ class TextFileDataset(TokenDataset):
         ids = encode_documents((p.read_text(encoding=encoding) for p in self.paths), tokenizer,
                                separator)
         super().__init__(ids, context_length, stride)
-
-
-def sinusoidal_encoding(num_positions: int, dim: int, base: float = 10000.0) -> torch.Tensor:
-    """The fixed position encodings of *Attention Is All You Need*, shape (T, C) = (num_positions,
-    dim), float32.
-
-    PE[p, 2i] = sin(p / base**(2i/C)), PE[p, 2i+1] = cos(p / base**(2i/C)): each channel pair turns
-    at its own frequency, from 1 radian per position (i = 0) down to 1/base. Computed in float64,
-    then rounded.
-    """
-    if isinstance(num_positions, bool) or num_positions <= 0 or dim <= 0 or dim % 2:
-        raise ValueError(f"need num_positions > 0 and an even dim > 0, got {num_positions} and "
-                         f"{dim}")
-    position = torch.arange(num_positions, dtype=torch.float64)[:, None]           # (T, 1)
-    inv_freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)       # (C/2,)
-    angle = position * inv_freq                                                     # (T, C/2)
-    # sin, cos interleaved
-    return torch.stack((angle.sin(), angle.cos()), dim=-1).reshape(num_positions, dim).float()
-
-
-class GPTEmbedding(nn.Module):
-    """The transformer's input: token embedding + position embedding, then dropout. (B, T) ids ->
-    (B, T, C).
-
-    Parameter names follow GPT-2: `wte` (V, C) and `wpe` (context_length, C), initialized N(0,
-    0.02). With `position="sinusoidal"` positions use the fixed `sinusoidal_encoding` (a buffer; no
-    `wpe`). `forward` checks its input with `llmlib.checks.token_ids`: ids outside [0, vocab_size)
-    would otherwise fail inside nn.Embedding (an IndexError on the CPU, a device-side assert on
-    CUDA). Chapter 5's GPT reuses this module as its input layer, under the same names.
-    """
-
-    def __init__(self, vocab_size: int, context_length: int, n_embd: int, dropout: float = 0.0,
-                 position: str = "learned"):
-        super().__init__()
-        for name, value in (("vocab_size", vocab_size), ("context_length", context_length),
-                            ("n_embd", n_embd)):
-            positive_int(name, value)
-        dropout_rate("dropout", dropout)
-        if position not in ("learned", "sinusoidal"):
-            raise ValueError(f"position must be 'learned' or 'sinusoidal', got {position!r}")
-        self.vocab_size, self.context_length = vocab_size, context_length
-        self.n_embd, self.position = n_embd, position
-        self.wte = nn.Embedding(vocab_size, n_embd)
-        nn.init.normal_(self.wte.weight, mean=0.0, std=0.02)
-        if position == "learned":
-            self.wpe = nn.Embedding(context_length, n_embd)
-            nn.init.normal_(self.wpe.weight, mean=0.0, std=0.02)
-        else:
-            self.register_buffer("pe", sinusoidal_encoding(context_length, n_embd),
-                                 persistent=False)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """(B, T) token ids -> (B, T, C) embeddings."""
-        token_ids(idx, self.vocab_size, self.context_length)
-        T = idx.shape[1]
-        tok = self.wte(idx)                                                       # (B, T, C)
-        if self.position == "learned":
-            pos = self.wpe(torch.arange(T, device=idx.device))                    # (T, C)
-        else:
-            pos = self.pe[:T]                                                     # (T, C)
-        # (B, T, C), pos broadcast over B
-        return self.drop(tok + pos)

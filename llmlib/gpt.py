@@ -23,8 +23,8 @@ from llmlib.blocks import LayerNorm, TransformerBlock
 from llmlib.checkpoint import (WEIGHTS_FILE, check_weights, read_config, read_meta,
                                read_tokenizer, read_weights, save_model)
 from llmlib.checks import (IGNORE_INDEX, dataclass_fields, dropout_rate, head_size,
-                           positive_int, prompt_rows)
-from llmlib.data import GPTEmbedding
+                           positive_int, prompt_rows, require)
+from llmlib.embedding import GPTEmbedding
 from llmlib.files import atomic_write  # noqa: F401  (its home was here: still importable)
 from llmlib.tokenizers import Tokenizer
 
@@ -53,15 +53,17 @@ class GPTConfig:
     dropout: float = 0.0  # after embeddings, on attention weights and on both residual branches
     bias: bool = True  # biases in Linear layers and LayerNorms, as in GPT-2
     layer_norm_epsilon: float = 1e-5
+    position: str = "learned"  # position embeddings: "learned" (GPT-2's wpe) or "sinusoidal"
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context_length", "n_layer"):
             positive_int(f"GPTConfig.{name}", getattr(self, name))
         head_size(self.n_embd, self.n_head)
         dropout_rate("GPTConfig.dropout", self.dropout)
-        if not self.layer_norm_epsilon > 0:
-            raise ValueError(f"GPTConfig.layer_norm_epsilon must be > 0, got "
-                             f"{self.layer_norm_epsilon!r}")
+        require(self.layer_norm_epsilon > 0,
+                f"GPTConfig.layer_norm_epsilon must be > 0, got {self.layer_norm_epsilon!r}")
+        require(self.position in ("learned", "sinusoidal"),
+                f"GPTConfig.position must be 'learned' or 'sinusoidal', got {self.position!r}")
 
     @classmethod
     def preset(cls, name: str, tokenizer: Any = None, **overrides: Any) -> GPTConfig:
@@ -116,16 +118,23 @@ class GPTBody(GPTEmbedding):
     """
 
     def __init__(self, config: GPTConfig):
-        super().__init__(config.vocab_size, config.context_length, config.n_embd, config.dropout)
         c = config
+        super().__init__(c.vocab_size, c.context_length, c.n_embd, c.dropout, c.position)
         self.h = nn.ModuleList(TransformerBlock(c.n_embd, c.n_head, dropout=c.dropout, bias=c.bias,
                                                 eps=c.layer_norm_epsilon) for _ in range(c.n_layer))
         self.ln_f = LayerNorm(c.n_embd, eps=c.layer_norm_epsilon, bias=c.bias)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        x = super().forward(idx)  # (B, T, C): token + position embeddings, dropout; idx checked
-        for block in self.h:
-            x = block(x)
+    def forward(self, idx: torch.Tensor, positions: torch.Tensor | None = None,
+                kv_cache: Any = None, weights: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """positions (B, T) and kv_cache: see `GPT.forward`. A list `weights`, when given,
+        receives every block's attention weights (B, H, T, S)."""
+        x = super().forward(idx, positions)  # (B, T, C): token + position embeddings; idx checked
+        for layer, block in enumerate(self.h):
+            if weights is None:
+                x = block(x, kv_cache=kv_cache, layer=layer)
+            else:
+                x, w = block(x, need_weights=True, kv_cache=kv_cache, layer=layer)
+                weights.append(w)
         return self.ln_f(x)
 
 
@@ -160,16 +169,20 @@ class GPT(nn.Module):
             if name.endswith("c_proj.weight"):  # attn.c_proj and mlp.c_proj write into the residual
                 nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * self.config.n_layer))
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
+                positions: torch.Tensor | None = None, kv_cache: Any = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T) -> (logits (B, T, V), loss). The loss is the mean cross-entropy against
-        `targets` (B, T), ignoring positions whose target is -100; None without targets."""
-        logits = self.lm_head(self.transformer(idx))  # (B, T, V)
+        `targets` (B, T), ignoring positions whose target is -100; None without targets.
+
+        For decoding (chapter 7): `positions` (B, T) are the position ids (default 0..T-1; a
+        left-padded row starts at its first real token), and `kv_cache` is the cache that every
+        block's attention reads and extends (chapter 3's hook)."""
+        logits = self.lm_head(self.transformer(idx, positions, kv_cache))  # (B, T, V)
         if targets is None:
             return logits, None
-        if targets.shape != idx.shape:
-            raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, "
-                             f"got {tuple(targets.shape)}")
+        require(targets.shape == idx.shape, lambda: (
+            f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}"))
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
                                ignore_index=IGNORE_INDEX)
         return logits, loss
@@ -179,12 +192,9 @@ class GPT(nn.Module):
         """The attention weights of every layer and head, (L, B, H, T, T), for chapter 3's views.
         Row t of [l, b, h] is how head h of block l at position t spreads its attention over 0..t.
         Runs in eval mode (no dropout); `weights[:, b]` is the (L, H, T, T) input of llmlib.viz."""
+        weights: list[torch.Tensor] = []
         with eval_mode(self):
-            x = GPTEmbedding.forward(self.transformer, idx)  # the embeddings alone, idx checked
-            weights = []
-            for block in self.transformer.h:
-                x, w = block(x, need_weights=True)  # w: (B, H, T, T)
-                weights.append(w)
+            self.transformer(idx, weights=weights)
         return torch.stack(weights)
 
     @torch.no_grad()
@@ -276,7 +286,7 @@ def parameter_breakdown(source: GPTConfig | nn.Module) -> dict[str, int]:
     if isinstance(source, GPTConfig):
         c, b = source, int(source.bias)
         C, L = c.n_embd, c.n_layer
-        parts = {"wte": c.vocab_size * C, "wpe": c.context_length * C,
+        parts = {"wte": c.vocab_size * C, "wpe": c.context_length * C * (c.position == "learned"),
                  "attention": L * (4 * C * C + b * 4 * C),
                  "feed-forward": L * (8 * C * C + b * 5 * C),
                  "layer norms": (2 * L + 1) * (1 + b) * C, "lm_head": 0}

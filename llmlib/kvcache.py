@@ -2,24 +2,26 @@
 # Edit the notebook and run `make export` (the tests fail when the two differ).
 
 """The KV cache (chapter 7): every layer's keys and values kept between generation steps, in
-preallocated buffers, and a forward pass that reads and extends them, so each new token costs one
-position of compute instead of the whole sequence."""
+preallocated buffers. It fills chapter 3's attention hook (`model(idx, kv_cache=cache, ...)`), so
+each new token costs one position of compute instead of the whole sequence, through the very
+modules that training runs."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-import torch.nn.functional as F
 
-from llmlib.attention import attention_sdpa
+from llmlib.checks import require
 from llmlib.gpt import GPT
 
 
 class KVCache:
     """Every layer's keys and values, preallocated: `k` and `v` are (L, B, H, capacity, D).
 
-    `length` positions are filled. Memory: 2 · layers · batch · capacity · width · bytes."""
+    `length` positions are filled. Memory: 2 · layers · batch · capacity · width · bytes. Passed
+    to `model(idx, positions=..., kv_cache=cache)`, each block's attention calls `update`, and the
+    cache advances by the call's t tokens after the last block. `key_mask` (B, length + t) bool,
+    set before a call (`forward_cached` does), marks the real tokens of a left-padded batch for
+    that call only (None: no padding)."""
 
     def __init__(self, model: GPT, batch_size: int, capacity: int,
                  dtype: torch.dtype | None = None, zeroed: bool = False):
@@ -31,6 +33,8 @@ class KVCache:
         self.k = make(shape, dtype=dtype or weight.dtype, device=weight.device)
         self.v = torch.zeros_like(self.k) if zeroed else torch.empty_like(self.k)
         self.length = 0
+        self.key_mask: torch.Tensor | None = None
+        self._mask: torch.Tensor | None = None  # this call's mask, built once for all layers
 
     @property
     def capacity(self) -> int:
@@ -40,18 +44,32 @@ class KVCache:
     def nbytes(self) -> int:
         return self.k.nbytes + self.v.nbytes
 
-    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write k, v (B, H, t, D) after the filled part; return all keys and values so far,
-        (B, H, length + t, D) views (no copy). `advance(t)` then marks them filled."""
-        end = self.length + k.size(2)
-        if end > self.capacity:
-            raise ValueError(f"the cache holds {self.capacity} positions; {end} needed")
-        self.k[layer, :, :, self.length:end] = k
-        self.v[layer, :, :, self.length:end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Chapter 3's hook: write k, v (B, H, t, D) after the filled part and return all keys and
+        values so far, (B, H, length + t, D) views (no copy), with the mask of the t queries."""
+        t, past = k.size(2), self.length
+        if layer == 0:
+            require(past + t <= self.capacity,
+                    lambda: f"the cache holds {self.capacity} positions; {past + t} needed")
+            self._mask = self._mask_for(t, k.device)
+        self.k[layer, :, :, past:past + t] = k
+        self.v[layer, :, :, past:past + t] = v
+        if layer == self.k.size(0) - 1:  # the call is done: the next one brings its own mask
+            self.length, self.key_mask = past + t, None
+        return self.k[layer, :, :, :past + t], self.v[layer, :, :, :past + t], self._mask
+
+    def _mask_for(self, t: int, device: torch.device) -> torch.Tensor | None:
+        """(B, 1, t, length + t) padding and causality, or None: one new token may see every
+        cached one, and a prompt in an empty cache is plainly causal."""
+        past = self.length
+        if self.key_mask is None and (t == 1 or past == 0):
+            return None
+        causal = torch.ones(t, past + t, dtype=torch.bool, device=device).tril(past)
+        return causal if self.key_mask is None else self.key_mask[:, None, None, :] & causal
 
     def advance(self, t: int) -> None:
+        """Mark t more positions filled (the static step's caller does this: see `StaticStep`)."""
         self.length += t
 
     def reorder(self, rows: torch.Tensor) -> None:
@@ -66,47 +84,19 @@ def positions_of(mask: torch.Tensor) -> torch.Tensor:
     return (mask.long().cumsum(dim=-1) - 1).clamp(min=0)
 
 
-def forward_cached(model: GPT, idx: torch.Tensor, cache: KVCache, positions: torch.Tensor,
-                   key_mask: torch.Tensor | None = None, head: torch.Tensor | None = None,
-                   last_only: bool = False) -> torch.Tensor:
-    """Run the new tokens idx (B, t) at `positions` (B, t) through the model, reading the cached
-    keys and values of the earlier tokens and storing theirs; returns logits (B, t, V), or
-    (B, 1, V) with last_only (generation needs the last position only: the LM head is big).
+def forward_cached(model: GPT, idx: torch.Tensor, cache: KVCache,
+                   positions: torch.Tensor, key_mask: torch.Tensor | None = None,
+                   head: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
+    """The new tokens idx (B, t) at `positions` (B, t) through the model's own forward, with the
+    cache; returns logits (B, t, V), or (B, 1, V) with last_only (generation needs the last
+    position only: the LM head is big).
 
     key_mask (B, length + t) bool marks real tokens (None: no padding). `head`, if given, is the
-    LM head's weight transposed, (C, V) contiguous (see `decode_head`). The same weights as
-    `model.forward`; only the bookkeeping differs."""
-    t, past = idx.size(1), cache.length
-    body = model.transformer
-    x = body.wte(idx) + body.wpe(positions)  # (B, t, C); eval mode: no dropout
-    mask = None
-    if key_mask is not None:  # (B, 1, t, past + t): padding and causality
-        causal = torch.ones(t, past + t, dtype=torch.bool, device=idx.device).tril(past)
-        mask = key_mask[:, None, None, :] & causal
-
-    def attend(layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        keys, values = cache.store(layer, k, v)  # (B, H, past + t, D)
-        # one new token sees every cached one: no mask; a fresh prompt is plainly causal
-        return attention_sdpa(q, keys, values, mask, is_causal=mask is None and t > 1)
-
-    x = _blocks(model, x, attend)
-    cache.advance(t)
-    x = body.ln_f(x[:, -1:] if last_only else x)
+    LM head's weight transposed, (C, V) contiguous (see `decode_head`)."""
+    cache.key_mask = key_mask
+    x = model.transformer(idx, positions, cache)  # (B, t, C) final hidden states
+    x = x[:, -1:] if last_only else x
     return model.lm_head(x) if head is None else x @ head
-
-
-def _blocks(model: GPT, x: torch.Tensor, attend: Any) -> torch.Tensor:
-    """The blocks of `model` on x (B, t, C), with attention done by attend(layer, q, k, v) on
-    (B, H, t, D) tensors, returning (B, H, t, D): the only part a cache changes."""
-    for layer, block in enumerate(model.transformer.h):
-        attn = block.attn
-        B, t, C = x.shape
-        q, k, v = attn.c_attn(block.ln_1(x)).split(C, dim=2)  # 3 × (B, t, C)
-        q, k, v = (z.view(B, t, attn.n_head, attn.head_dim).transpose(1, 2) for z in (q, k, v))
-        y = attend(layer, q, k, v)
-        x = x + attn.c_proj(y.transpose(1, 2).reshape(B, t, C))
-        x = x + block.mlp(block.ln_2(x))
-    return x
 
 
 def decode_head(model: GPT) -> torch.Tensor | None:
@@ -118,22 +108,30 @@ def decode_head(model: GPT) -> torch.Tensor | None:
     return weight.detach().t().contiguous() if weight.device.type == "cpu" else None
 
 
+class StaticStep:
+    """Chapter 3's hook for a decode step whose shapes never change: it writes the new k, v (B, H,
+    1, D) into `cache`'s buffers at `slot` (1,), an index held on the device, and returns the
+    whole buffers (B, H, capacity, D) with the mask `valid` (B, capacity) bool, True at the keys
+    to attend to (the new one included). The cache must be `zeroed` (masked garbage could be NaN,
+    and 0 · NaN is NaN). It does not advance `cache.length`: a replayed graph runs no Python."""
+
+    def __init__(self, cache: KVCache, slot: torch.Tensor, valid: torch.Tensor):
+        self.cache, self.slot, self.mask = cache, slot, valid[:, None, None, :]  # (B, 1, 1, cap)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        keys, values = self.cache.k[layer], self.cache.v[layer]  # views of the buffers
+        keys.index_copy_(2, self.slot, k)  # a device-side index: no shape depends on it
+        values.index_copy_(2, self.slot, v)
+        return keys, values, self.mask
+
+
 def forward_static(model: GPT, token: torch.Tensor, position: torch.Tensor, slot: torch.Tensor,
                    valid: torch.Tensor, cache: KVCache, head: torch.Tensor | None = None
                    ) -> torch.Tensor:
     """One decode step whose shapes never change, so that it can be captured once as a CUDA
-    graph and replayed: token and position (B, 1), slot (1,) the cache column to write, valid
-    (B, capacity) bool, True at the keys to attend to (the new one included). Attention runs over
-    the whole buffer under that mask, so the cache must be `zeroed` (garbage could hold NaN).
-    Returns logits (B, V); advancing `cache.length` is the caller's job."""
-    body = model.transformer
-    x = body.wte(token) + body.wpe(position)  # (B, 1, C)
-    mask = valid[:, None, None, :]  # (B, 1, 1, capacity)
-
-    def attend(layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        cache.k[layer].index_copy_(2, slot, k)  # a device-side index: no shape depends on it
-        cache.v[layer].index_copy_(2, slot, v)
-        return F.scaled_dot_product_attention(q, cache.k[layer], cache.v[layer], attn_mask=mask)
-
-    x = body.ln_f(_blocks(model, x, attend))
+    graph and replayed: token and position (B, 1), slot and valid as in `StaticStep`. The
+    model's own forward, with the static hook. Returns logits (B, V); advancing `cache.length`
+    is the caller's job."""
+    x = model.transformer(token, position, StaticStep(cache, slot, valid))  # (B, 1, C)
     return (model.lm_head(x) if head is None else x @ head)[:, -1]
