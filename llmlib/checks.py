@@ -67,11 +67,10 @@ def head_size(n_embd: int, n_head: int) -> int:
 
 def __getattr__(name: str) -> Any:
     # `token_ids` checks tensors, so it lives with torch in chapter 2's `llmlib.embedding`; this
-    # module stays torch-free (the NumPy appendix imports it). The old import path still works.
+    # module stays torch-free (the NumPy appendix imports it) and never imports a later chapter.
     if name == "token_ids":
-        from llmlib.embedding import token_ids  # noqa: PLC0415  (torch only on demand)
-
-        return token_ids
+        raise ImportError("llmlib.checks.token_ids moved to chapter 2's embedding module: "
+                          "from llmlib.embedding import token_ids")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

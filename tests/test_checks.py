@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from llmlib.checks import dropout_rate, head_size, positive_int, token_ids
+from llmlib.checks import dropout_rate, head_size, positive_int
+from llmlib.embedding import token_ids
 
 
 def test_positive_int():
