@@ -195,7 +195,7 @@ class BPETokenizer(Tokenizer):
         self._regex = _compiled(pattern)
         self.byte_ids = list(range(256)) if byte_ids is None else [int(i) for i in byte_ids]
         if len(self.byte_ids) != 256:
-            raise ValueError(f"byte_ids must give an id for each of the 256 byte values, got "
+            raise ValueError("byte_ids must give an id for each of the 256 byte values, got "
                              f"{len(self.byte_ids)}")
         self.merges = [(int(a), int(b)) for a, b in merges]
         if merge_ids is None:
@@ -221,7 +221,7 @@ class BPETokenizer(Tokenizer):
             known = 0 <= a < len(ids) and 0 <= b < len(ids)
             if not known or vocab[a] is None or vocab[b] is None:
                 raise ValueError(f"merge {rank} ({a}, {b}) uses an id that no byte or earlier "
-                                 f"merge defines")
+                                 "merge defines")
             vocab[i] = vocab[a] + vocab[b]
         for name, i in specials.items():
             vocab[i] = name.encode("utf-8")
@@ -243,7 +243,7 @@ class BPETokenizer(Tokenizer):
         (with a warning).
         """
         if isinstance(special_tokens, str):
-            raise ValueError(f"special_tokens must be a list of strings, not the string "
+            raise ValueError("special_tokens must be a list of strings, not the string "
                              f"{special_tokens!r}")
         specials = list(special_tokens)
         if not isinstance(vocab_size, int) or vocab_size < 256 + len(specials):
@@ -295,7 +295,7 @@ class BPETokenizer(Tokenizer):
         chunks = self._regex.findall(text)
         if sum(map(len, chunks)) != len(text):
             raise ValueError(f"the pattern {self.pattern!r} does not cover every character of the "
-                             f"text")
+                             "text")
         ids: list[int] = []
         if not use_cache:
             for chunk in chunks:

@@ -75,12 +75,12 @@ def token_ids(idx: Any, vocab_size: int | None = None,
         raise TypeError(f"token ids must be a (B, T) tensor of integers, got {type(idx).__name__}; "
                         "for one prompt write torch.tensor([ids])")
     if idx.dtype not in (torch.int64, torch.int32):  # the dtypes nn.Embedding accepts
-        raise ValueError(f"idx must be a (B, T) tensor of integer token ids (int64 or int32), got "
+        raise ValueError("idx must be a (B, T) tensor of integer token ids (int64 or int32), got "
                          f"dtype {idx.dtype}: convert it with idx.long()")
     if idx.dim() != 2:
         raise ValueError(f"idx must be a (B, T) tensor of integer token ids, got {idx.dim()} dims "
                          f"{tuple(idx.shape)}: add a batch dimension with idx[None] for one "
-                         f"sequence")
+                         "sequence")
     if idx.size(1) == 0:
         raise ValueError("idx holds no tokens (T = 0): give at least one token id, e.g. the id of "
                          "<|endoftext|> to start from nothing")
@@ -94,7 +94,7 @@ def token_ids(idx: Any, vocab_size: int | None = None,
         if low < 0 or high >= vocab_size:
             raise ValueError(f"token ids must lie in 0..{vocab_size - 1} "
                              f"(vocab_size={vocab_size}), found ids from {low} to {high}: was the "
-                             f"text encoded by the "
+                             "text encoded by the "
                              "tokenizer this model was built for?")
     return idx
 

@@ -38,7 +38,7 @@ class Work:
                                     "(or `git checkout data/`) to restore the corpus") from None
         if hashlib.sha256(text.encode("utf-8")).hexdigest() != self.sha256:
             raise ValueError(f"{self.path} does not match its checksum in metadata.json (edited or "
-                             f"truncated?): "
+                             "truncated?): "
                              "run `python data/prepare.py` or `git checkout data/` to restore it")
         return text
 

@@ -227,7 +227,7 @@ def save_finetuned(model: nn.Module, directory: str | Path, tokenizer: Any, **in
     if isinstance(model, GPTClassifier):
         return model.save(directory, tokenizer, **info)
     if not isinstance(model, GPT):
-        raise TypeError(f"save_finetuned saves a GPT or a GPTClassifier, got "
+        raise TypeError("save_finetuned saves a GPT or a GPTClassifier, got "
                         f"{type(model).__name__}")
     return save_model(directory, model, tokenizer,
                       {"task": "instruct", "prompt_template": PROMPT_TEMPLATE, **info})

@@ -23,10 +23,10 @@ def config_from_hf(hf_config: Any) -> GPTConfig:
     act = c.get("activation_function", "gelu_new")
     if act not in ("gelu_new", "gelu_pytorch_tanh"):
         raise ValueError(f"activation_function={act!r}: llmlib's GPT uses GPT-2's tanh GELU "
-                         f"(gelu_new)")
+                         "(gelu_new)")
     if c.get("n_inner") not in (None, 4 * c["n_embd"]):
         raise ValueError(f"n_inner={c['n_inner']}: llmlib's GPT uses a 4 * n_embd feed-forward "
-                         f"layer")
+                         "layer")
     if c.get("tie_word_embeddings", True) is False:
         raise ValueError("tie_word_embeddings=False: llmlib's GPT always ties lm_head to wte")
     return GPTConfig(vocab_size=c["vocab_size"], context_length=c["n_positions"],
@@ -46,7 +46,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}: pass a .safetensors file, a folder "
-                                f"holding "
+                                "holding "
                                 "model.safetensors, or a state dict")
     try:
         if path.suffix == ".safetensors":
@@ -73,7 +73,7 @@ def gpt2_config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> GPTCo
     layers = {int(m.group(1)) for k in sd if (m := re.match(r"h\.(\d+)\.", k))}
     if n_embd % 64:
         raise ValueError(f"n_embd={n_embd} is not a multiple of 64, so the head count cannot be "
-                         f"guessed: pass config=")
+                         "guessed: pass config=")
     return GPTConfig(vocab_size=vocab_size, context_length=sd["wpe.weight"].shape[0],
                      n_layer=len(layers),
                      n_head=n_embd // 64, n_embd=n_embd, bias="h.0.attn.c_attn.bias" in sd)

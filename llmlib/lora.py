@@ -155,7 +155,7 @@ def load_adapter(model: nn.Module, directory: str | Path) -> list[str]:
         names = list(config["modules"])
     except (ValueError, KeyError, TypeError) as err:  # bad JSON or safetensors, a missing key
         raise ValueError(f"{directory} holds an unreadable adapter ({type(err).__name__}: {err}):"
-                         f" save it again") from None
+                         " save it again") from None
     linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
     problems = [f"{n}: not an nn.Linear of this model" for n in names if n not in linears]
     for n in names:

@@ -189,7 +189,7 @@ class AdamW:
              lr: float) -> None:
         """Update `params` in place from `grads` (the same names and shapes)."""
         if set(grads) != set(params):
-            raise ValueError(f"grads must have the params' names; missing "
+            raise ValueError("grads must have the params' names; missing "
                              f"{sorted(set(params) - set(grads))}")
         self.t += 1
         b1, b2 = self.betas

@@ -103,7 +103,7 @@ class Tokenizer:
             raise ValueError(
                 f"the text contains the special token {found.group()!r} (at character "
                 f"{found.start()}). Pass allowed_special={{{found.group()!r}}} to encode it as a "
-                f"special token, or disallowed_special=() to encode it as ordinary text.")
+                "special token, or disallowed_special=() to encode it as ordinary text.")
         if not allowed:
             return self._encode_ordinary(text)
         ids: list[int] = []
@@ -161,7 +161,7 @@ class Tokenizer:
         data = read_json(path, "it is not a tokenizer file: pass one written by a tokenizer's save")
         if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
             raise ValueError(f"{path} is not an {FORMAT_NAME} file (no 'format': '{FORMAT_NAME}' "
-                             f"field)")
+                             "field)")
         if data.get("version") != FORMAT_VERSION:
             raise ValueError(f"{path} has format version {data.get('version')!r}; "
                              f"this llmlib reads version {FORMAT_VERSION}")
@@ -173,7 +173,7 @@ class Tokenizer:
             raise ValueError(f"{path} holds an unknown tokenizer type {data.get('type')!r}")
         if not issubclass(kind, cls):
             raise ValueError(f"{path} holds a {kind.__name__}, not a {cls.__name__}; use "
-                             f"Tokenizer.load")
+                             "Tokenizer.load")
         try:
             return kind._from_dict(data)
         except (KeyError, TypeError, ValueError, IndexError) as err:
@@ -187,7 +187,7 @@ class Tokenizer:
 def special_token_ids(special_tokens: Iterable[str], first_id: int) -> dict[str, int]:
     """Number the special tokens after the ordinary ones, in the order given."""
     if isinstance(special_tokens, str):
-        raise ValueError(f"special_tokens must be a list of strings, not the string "
+        raise ValueError("special_tokens must be a list of strings, not the string "
                          f"{special_tokens!r}")
     names = list(special_tokens)
     if len(set(names)) != len(names):
@@ -252,7 +252,7 @@ class CharTokenizer(Tokenizer):
             i, c = next((i, c) for i, c in enumerate(text) if c not in table)
             raise ValueError(f"character {c!r} (U+{ord(c):04X}) at position {i} is not in this "
                              f"tokenizer's alphabet of {len(self.chars)} characters; build the "
-                             f"tokenizer from a text "
+                             "tokenizer from a text "
                              "that contains it, or give it an unk token") from None
 
     def _decode_ids(self, ids: list[int]) -> str:
@@ -325,7 +325,7 @@ class WordTokenizer(Tokenizer):
         missing = next((w for w in words if w not in table), None)
         if missing is not None:
             raise ValueError(f"the word {missing!r} is not in the vocabulary and this tokenizer "
-                             f"has no unk token")
+                             "has no unk token")
         return [table[w] for w in words]
 
     def _decode_ids(self, ids: list[int]) -> str:
@@ -365,4 +365,4 @@ def tokens_html(tokenizer: Tokenizer, text: str,
                      f'border-radius:3px;padding:1px 0;margin-right:1px">{shown}</span>')
     return ('<div style="font-family:monospace;font-size:13px;line-height:1.9">'
             + "".join(spans) + f'<div style="color:#666">{len(text)} characters, {len(ids)} '
-                               f'tokens</div></div>')
+                               'tokens</div></div>')
