@@ -112,15 +112,14 @@ def train_merges_fast(chunks: Iterable[str | bytes], n_merges: int,
     """The same merges as `train_merges_reference`, with work proportional to what each merge
     changes.
 
-    1. Count each distinct chunk once (a word that occurs 5,000 times is processed once, with
-    weight 5,000).
+    1. Count each distinct chunk once: a word that occurs 5,000 times is processed once, with
+       weight 5,000.
     2. Keep the pair counts, and for each pair the set of chunks that contain it.
     3. A max-heap of (-count, pair) gives the best pair, ties to the smallest pair as in
-    `best_pair`;
-       entries whose count has changed since they were pushed are skipped when popped ("lazy
-       deletion").
-    4. A merge visits only the chunks that contain its pair and updates the counts by the
-    difference.
+       `best_pair`. Entries whose count has changed since they were pushed are skipped when
+       popped ("lazy deletion").
+    4. A merge visits only the chunks that contain its pair, and updates the counts by the
+       difference.
     """
     chunk_counts = Counter(chunks)
     words = _as_byte_lists(chunk_counts)
@@ -211,8 +210,8 @@ class BPETokenizer(Tokenizer):
         super().__init__(specials)
         ids = self.byte_ids + self.merge_ids + list(specials.values())
         if sorted(ids) != list(range(len(ids))):
-            raise ValueError("the ids of bytes, merges and special tokens must be 0..n-1, each "
-                             "used once")
+            raise ValueError("the ids of bytes, merges and special tokens must be 0..n-1, "
+                             "each used once")
         # id -> the bytes it stands for; merges may only combine ids that exist before them
         vocab: list[bytes | None] = [None] * len(ids)
         for b, i in enumerate(self.byte_ids):
@@ -220,8 +219,8 @@ class BPETokenizer(Tokenizer):
         for rank, ((a, b), i) in enumerate(zip(self.merges, self.merge_ids)):
             known = 0 <= a < len(ids) and 0 <= b < len(ids)
             if not known or vocab[a] is None or vocab[b] is None:
-                raise ValueError(f"merge {rank} ({a}, {b}) uses an id that no byte or earlier "
-                                 "merge defines")
+                raise ValueError(f"merge {rank} ({a}, {b}) "
+                                 "uses an id that no byte or earlier merge defines")
             vocab[i] = vocab[a] + vocab[b]
         for name, i in specials.items():
             vocab[i] = name.encode("utf-8")
@@ -294,8 +293,8 @@ class BPETokenizer(Tokenizer):
         """
         chunks = self._regex.findall(text)
         if sum(map(len, chunks)) != len(text):
-            raise ValueError(f"the pattern {self.pattern!r} does not cover every character of the "
-                             "text")
+            raise ValueError(f"the pattern {self.pattern!r} does not cover every character of "
+                             "the text, so decoding could not restore it")
         ids: list[int] = []
         if not use_cache:
             for chunk in chunks:
@@ -364,8 +363,7 @@ def bytes_to_unicode() -> dict[int, str]:
 def read_gpt2_files(encoder_json_path: str | Path, vocab_bpe_path: str | Path) -> dict[str, Any]:
     """Parse GPT-2's `encoder.json` (token -> id) and `vocab.bpe` (merges, one 'a b' per line, by
     rank) into the keyword arguments of `BPETokenizer`. Entries of encoder.json that are neither a
-    byte nor a merge
-    (GPT-2 has one: <|endoftext|> = 50256) become special tokens."""
+    byte nor a merge become special tokens (GPT-2 has one: <|endoftext|> = 50256)."""
     encoder = read_json(encoder_json_path, "pass GPT-2's encoder.json as downloaded", dict,
                         "a JSON object mapping tokens to ids")
     try:
@@ -383,8 +381,8 @@ def read_gpt2_files(encoder_json_path: str | Path, vocab_bpe_path: str | Path) -
             continue
         parts = line.split(" ")
         if len(parts) != 2:
-            raise ValueError(f"{vocab_bpe_path}, line {number}: expected two tokens separated by a "
-                             f"space, got {line!r}")
+            raise ValueError(f"{vocab_bpe_path}, line {number}: "
+                             f"expected two tokens separated by a space, got {line!r}")
         a, b = parts
         try:
             merges.append((encoder[a], encoder[b]))

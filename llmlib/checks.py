@@ -79,23 +79,22 @@ def token_ids(idx: Any, vocab_size: int | None = None,
                          f"dtype {idx.dtype}: convert it with idx.long()")
     if idx.dim() != 2:
         raise ValueError(f"idx must be a (B, T) tensor of integer token ids, got {idx.dim()} dims "
-                         f"{tuple(idx.shape)}: add a batch dimension with idx[None] for one "
-                         "sequence")
+                         f"{tuple(idx.shape)}: for one sequence, add a batch dimension "
+                         "with idx[None]")
     if idx.size(1) == 0:
         raise ValueError("idx holds no tokens (T = 0): give at least one token id, e.g. the id of "
                          "<|endoftext|> to start from nothing")
     if context_length is not None and idx.size(1) > context_length:
         raise ValueError(f"sequence of length {idx.size(1)} is longer than the context "
-                         f"(context_length={context_length}); crop it to the last "
-                         f"{context_length} tokens")
+                         f"(context_length={context_length}); "
+                         f"crop it to the last {context_length} tokens")
     if vocab_size is not None and idx.numel() and not torch.compiler.is_compiling():
         low, high = torch.aminmax(idx)
         low, high = int(low), int(high)
         if low < 0 or high >= vocab_size:
             raise ValueError(f"token ids must lie in 0..{vocab_size - 1} "
-                             f"(vocab_size={vocab_size}), found ids from {low} to {high}: was the "
-                             "text encoded by the "
-                             "tokenizer this model was built for?")
+                             f"(vocab_size={vocab_size}), found ids from {low} to {high}: "
+                             "was the text encoded by the tokenizer this model was built for?")
     return idx
 
 

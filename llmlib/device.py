@@ -41,8 +41,8 @@ def parse_device(name: str | torch.device | None, source: str = "device") -> tor
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError):
-        raise ValueError(f"{source}={name!r} is not a device name; use cpu, cuda, cuda:N or "
-                         "mps") from None
+        raise ValueError(f"{source}={name!r} is not a device name; "
+                         "use cpu, cuda, cuda:N or mps") from None
     if device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"{source}={name!r}: the course supports cpu, cuda and mps")
     missing = {"cuda": "this torch sees no CUDA GPU (install a CUDA build, see book/setup.md)",

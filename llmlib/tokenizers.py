@@ -118,13 +118,13 @@ class Tokenizer:
         try:
             ids = [operator.index(i) for i in ids]
         except TypeError:
-            raise ValueError("token ids must be integers (a list of int, or a 1-D integer "
-                             "tensor)") from None
+            raise ValueError("token ids must be integers "
+                             "(a list of int, or a 1-D integer tensor)") from None
         n = self.vocab_size
         for i in ids:
             if not 0 <= i < n:
-                raise ValueError(f"token id {i} is out of range: this tokenizer's ids are "
-                                 f"0..{n - 1}")
+                raise ValueError(f"token id {i} is out of range: "
+                                 f"this tokenizer's ids are 0..{n - 1}")
         return ids
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -160,8 +160,8 @@ class Tokenizer:
         """Read a file written by `save`; `Tokenizer.load` returns whatever kind the file holds."""
         data = read_json(path, "it is not a tokenizer file: pass one written by a tokenizer's save")
         if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
-            raise ValueError(f"{path} is not an {FORMAT_NAME} file (no 'format': '{FORMAT_NAME}' "
-                             "field)")
+            raise ValueError(f"{path} is not an {FORMAT_NAME} file "
+                             f"(no 'format': '{FORMAT_NAME}' field)")
         if data.get("version") != FORMAT_VERSION:
             raise ValueError(f"{path} has format version {data.get('version')!r}; "
                              f"this llmlib reads version {FORMAT_VERSION}")
@@ -172,8 +172,8 @@ class Tokenizer:
         if kind is None:
             raise ValueError(f"{path} holds an unknown tokenizer type {data.get('type')!r}")
         if not issubclass(kind, cls):
-            raise ValueError(f"{path} holds a {kind.__name__}, not a {cls.__name__}; use "
-                             "Tokenizer.load")
+            raise ValueError(f"{path} holds a {kind.__name__}, not a {cls.__name__}; "
+                             "use Tokenizer.load")
         try:
             return kind._from_dict(data)
         except (KeyError, TypeError, ValueError, IndexError) as err:
@@ -252,8 +252,8 @@ class CharTokenizer(Tokenizer):
             i, c = next((i, c) for i, c in enumerate(text) if c not in table)
             raise ValueError(f"character {c!r} (U+{ord(c):04X}) at position {i} is not in this "
                              f"tokenizer's alphabet of {len(self.chars)} characters; build the "
-                             "tokenizer from a text "
-                             "that contains it, or give it an unk token") from None
+                             "tokenizer from a text that contains it, or give it an unk token"
+                             ) from None
 
     def _decode_ids(self, ids: list[int]) -> str:
         n = len(self.chars)
