@@ -189,8 +189,8 @@ class AdamW:
              lr: float) -> None:
         """Update `params` in place from `grads` (the same names and shapes)."""
         if set(grads) != set(params):
-            raise ValueError("grads must have the params' names; missing "
-                             f"{sorted(set(params) - set(grads))}")
+            missing = sorted(set(params) - set(grads))
+            raise ValueError(f"grads must have the params' names; missing {missing}")
         self.t += 1
         b1, b2 = self.betas
         c1, c2 = 1 - b1 ** self.t, math.sqrt(1 - b2 ** self.t)
