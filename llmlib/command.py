@@ -18,7 +18,8 @@ import sys
 import types
 import typing
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
 
 import llmlib
 from llmlib.files import read_json

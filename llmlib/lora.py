@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 import torch.nn as nn

@@ -8,7 +8,8 @@ match) that judge a finetuned model."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
