@@ -145,9 +145,9 @@ class NumpyGPT:
         wrong = [f"{k}: {np.shape(params[k])} but the config implies {s}"
                  for k, s in shapes.items() if k in params and np.shape(params[k]) != s]
         if missing or extra or wrong:
-            raise ValueError("the weights do not fit the config: " + "; ".join(
-                ([f"missing {missing}"] if missing else []) + ([f"unexpected {extra}"] if extra
-                                                               else []) + wrong))
+            problems = [f"missing {missing}"] if missing else []
+            problems += [f"unexpected {extra}"] if extra else []
+            raise ValueError("the weights do not fit the config: " + "; ".join(problems + wrong))
         # copies, always: training updates them in place, which must never reach the caller's
         # arrays (or a torch model's memory, which .numpy() shares)
         self.params = {k: np.array(params[k], dtype=dtype, order="C") for k in shapes}
