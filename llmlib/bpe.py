@@ -246,15 +246,15 @@ class BPETokenizer(Tokenizer):
                              f"{special_tokens!r}")
         specials = list(special_tokens)
         if not isinstance(vocab_size, int) or vocab_size < 256 + len(specials):
-            raise ValueError(f"vocab_size={vocab_size!r} is too small: byte-level BPE needs the "
-                             f"256 byte tokens plus {len(specials)} special token(s), so at least "
-                             f"{256 + len(specials)}")
+            raise ValueError(f"vocab_size={vocab_size!r} is too small: byte-level BPE needs "
+                             f"the 256 byte tokens plus {len(specials)} special token(s), "
+                             f"so at least {256 + len(specials)}")
         n_merges = vocab_size - 256 - len(specials)
         merges = train_merges_fast(pretokenize(text, pattern, specials), n_merges,
                                    progress=progress)
         if len(merges) < n_merges:
-            warnings.warn(f"the text has only enough pairs for {len(merges)} merges, not "
-                          f"{n_merges}: vocab_size is {256 + len(merges) + len(specials)}",
+            warnings.warn(f"the text has only enough pairs for {len(merges)} merges, "
+                          f"not {n_merges}: vocab_size is {256 + len(merges) + len(specials)}",
                           stacklevel=2)
         return cls(merges, specials, pattern)
 
@@ -388,8 +388,8 @@ def read_gpt2_files(encoder_json_path: str | Path, vocab_bpe_path: str | Path) -
             merges.append((encoder[a], encoder[b]))
             merge_ids.append(encoder[a + b])
         except KeyError as err:
-            raise ValueError(f"{vocab_bpe_path}, line {number}: token {err.args[0]!r} is not in "
-                             f"{encoder_json_path}") from None
+            raise ValueError(f"{vocab_bpe_path}, line {number}: "
+                             f"token {err.args[0]!r} is not in {encoder_json_path}") from None
     used = set(byte_ids) | set(merge_ids)
     specials = {token: i for token, i in encoder.items() if i not in used}
     return dict(merges=merges, special_tokens=specials, pattern=GPT2_PATTERN, byte_ids=byte_ids,

@@ -58,8 +58,9 @@ def save_model(directory: str | Path, model: Any, tokenizer: Tokenizer | None = 
     config.json, tokenizer.json when `tokenizer` is given and finetune.json when `meta` is.
     Each file is written to a temporary name and then renamed, so a crash leaves no half file."""
     if tokenizer is not None and tokenizer.vocab_size != model.config.vocab_size:
-        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} ids but the model "
-                         f"{model.config.vocab_size}: save the tokenizer this model was built for")
+        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} ids "
+                         f"but the model {model.config.vocab_size}: "
+                         "save the tokenizer this model was built for")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     # the tied head is transformer.wte.weight: stored once

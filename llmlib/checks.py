@@ -75,15 +75,15 @@ def token_ids(idx: Any, vocab_size: int | None = None,
         raise TypeError(f"token ids must be a (B, T) tensor of integers, got {type(idx).__name__}; "
                         "for one prompt write torch.tensor([ids])")
     if idx.dtype not in (torch.int64, torch.int32):  # the dtypes nn.Embedding accepts
-        raise ValueError("idx must be a (B, T) tensor of integer token ids (int64 or int32), got "
-                         f"dtype {idx.dtype}: convert it with idx.long()")
+        raise ValueError("idx must be a (B, T) tensor of integer token ids (int64 or int32), "
+                         f"got dtype {idx.dtype}: convert it with idx.long()")
     if idx.dim() != 2:
         raise ValueError(f"idx must be a (B, T) tensor of integer token ids, got {idx.dim()} dims "
                          f"{tuple(idx.shape)}: for one sequence, add a batch dimension "
                          "with idx[None]")
     if idx.size(1) == 0:
-        raise ValueError("idx holds no tokens (T = 0): give at least one token id, e.g. the id of "
-                         "<|endoftext|> to start from nothing")
+        raise ValueError("idx holds no tokens (T = 0): give at least one token id, "
+                         "e.g. the id of <|endoftext|> to start from nothing")
     if context_length is not None and idx.size(1) > context_length:
         raise ValueError(f"sequence of length {idx.size(1)} is longer than the context "
                          f"(context_length={context_length}); "

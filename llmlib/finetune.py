@@ -70,9 +70,9 @@ class GPTClassifier(nn.Module):
         """The classifier that `save` wrote to `directory`, in eval mode."""
         directory = Path(directory)
         if not (directory / HEAD_FILE).is_file() or not (directory / FINETUNE_FILE).is_file():
-            raise FileNotFoundError(f"{directory} holds no classifier ({HEAD_FILE} and "
-                                    f"{FINETUNE_FILE}): pass a folder written by "
-                                    "GPTClassifier.save or `llmlib finetune --task classify`")
+            raise FileNotFoundError(f"{directory} holds no classifier "
+                                    f"({HEAD_FILE} and {FINETUNE_FILE}): pass a folder written "
+                                    "by GPTClassifier.save or `llmlib finetune --task classify`")
         model = cls(GPT.load(directory), read_meta(directory).get("labels", []))
         model.score.load_state_dict(read_weights(directory / HEAD_FILE))
         return model.to(device).eval() if device is not None else model.eval()

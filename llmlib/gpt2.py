@@ -119,8 +119,9 @@ def gpt2_to_llmlib(state_dict: Mapping[str, torch.Tensor],
         raise ValueError(f"the state dict does not fit GPT({config}): " + "; ".join(problems))
     wte = converted["transformer.wte.weight"]
     if head is not None and not torch.equal(head, wte):
-        raise ValueError("lm_head.weight differs from wte.weight: this checkpoint has an untied "
-                         "head, but llmlib's GPT ties them (one tensor)")
+        raise ValueError("lm_head.weight differs from wte.weight: "
+                         "this checkpoint has an untied head, but llmlib's GPT ties them "
+                         "(one tensor)")
     converted["lm_head.weight"] = wte
     return converted
 

@@ -98,8 +98,9 @@ def check_ids(idx: Any, vocab_size: int, context_length: int, name: str = "idx")
         raise ValueError(f"{name} must be (B, T) with T >= 1, got shape {idx.shape}: "
                          f"for one sequence, add a batch axis with {name}[None]")
     if idx.shape[1] > context_length:
-        raise ValueError(f"{name} has {idx.shape[1]} positions but the context is only "
-                         f"{context_length}: crop it to the last {context_length} tokens")
+        raise ValueError(f"{name} has {idx.shape[1]} positions "
+                         f"but the context is {context_length}: "
+                         f"crop it to the last {context_length} tokens")
     if idx.size and (idx.min() < 0 or idx.max() >= vocab_size):
         raise ValueError(f"token ids must lie in 0..{vocab_size - 1}, "
                          f"found {idx.min()} to {idx.max()}: "
@@ -188,8 +189,9 @@ class NumpyGPT:
                              "or keep it in torch")
         for i, blk in enumerate(model.transformer.h):
             if not blk.pre_norm or blk.mlp.gelu.approximate != "tanh":
-                raise ValueError(f"block {i} is post-norm or uses the exact GELU; the NumPy GPT "
-                                 "ports GPT-2's pre-norm blocks with the tanh GELU only")
+                raise ValueError(f"block {i} is post-norm or uses the exact GELU; "
+                                 "the NumPy GPT ports GPT-2's pre-norm blocks "
+                                 "with the tanh GELU only")
         config = NumpyGPTConfig.from_dict(model.config.to_dict())
         params = {k: v.detach().cpu().double().numpy() for k, v in model.state_dict().items()
                   if k != "lm_head.weight"}  # NumpyGPT copies them

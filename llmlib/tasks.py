@@ -108,10 +108,10 @@ def encode_records(records: Sequence[dict], task: str, tokenizer: Any, context_l
             raise ValueError(f"{source}, record {i}: the model's tokenizer cannot encode "
                              f"the record ({err})") from None
     if too_long:
-        raise ValueError(f"{source}: {len(too_long)} record(s) (the first: record {too_long[0]})"
-                         f" take more than the model's context of {context_length} tokens with "
-                         "their prompt and response: shorten them, or finetune a model with a "
-                         "longer context")
+        raise ValueError(f"{source}: {len(too_long)} record(s) (the first: record {too_long[0]}) "
+                         f"take more than the model's context of {context_length} tokens "
+                         "with their prompt and response: shorten them, "
+                         "or finetune a model with a longer context")
     return encoded, truncated
 
 

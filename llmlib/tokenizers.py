@@ -101,9 +101,10 @@ class Tokenizer:
             disallowed = self._special_set(disallowed_special, "disallowed_special")
         if disallowed and (found := special_token_regex(disallowed).search(text)):
             raise ValueError(
-                f"the text contains the special token {found.group()!r} (at character "
-                f"{found.start()}). Pass allowed_special={{{found.group()!r}}} to encode it as a "
-                "special token, or disallowed_special=() to encode it as ordinary text.")
+                f"the text contains the special token {found.group()!r} "
+                f"(at character {found.start()}). Pass allowed_special={{{found.group()!r}}} "
+                "to encode it as a special token, or disallowed_special=() to encode it as "
+                "ordinary text.")
         if not allowed:
             return self._encode_ordinary(text)
         ids: list[int] = []
@@ -304,8 +305,8 @@ class WordTokenizer(Tokenizer):
         words = sorted(counts, key=lambda w: (-counts[w], w))
         if vocab_size is not None:
             if vocab_size <= len(specials):
-                raise ValueError(f"vocab_size={vocab_size} leaves no room for words next to "
-                                 f"{len(specials)} special tokens")
+                raise ValueError(f"vocab_size={vocab_size} leaves no room for words "
+                                 f"next to {len(specials)} special tokens")
             words = words[:vocab_size - len(specials)]
         return cls(words, specials, unk, pattern)
 
@@ -324,8 +325,8 @@ class WordTokenizer(Tokenizer):
             return [table.get(w, unk_id) for w in words]
         missing = next((w for w in words if w not in table), None)
         if missing is not None:
-            raise ValueError(f"the word {missing!r} is not in the vocabulary and this tokenizer "
-                             "has no unk token")
+            raise ValueError(f"the word {missing!r} is not in the vocabulary, "
+                             "and this tokenizer has no unk token")
         return [table[w] for w in words]
 
     def _decode_ids(self, ids: list[int]) -> str:
@@ -363,6 +364,6 @@ def tokens_html(tokenizer: Tokenizer, text: str,
         shown = html.escape(piece).replace(" ", "·").replace("\n", "↵<br>")
         spans.append(f'<span title="id {i}" style="background:{_PALETTE[k % len(_PALETTE)]};'
                      f'border-radius:3px;padding:1px 0;margin-right:1px">{shown}</span>')
+    count = f'<div style="color:#666">{len(text)} characters, {len(ids)} tokens</div>'
     return ('<div style="font-family:monospace;font-size:13px;line-height:1.9">'
-            + "".join(spans) + f'<div style="color:#666">{len(text)} characters, {len(ids)} '
-                               'tokens</div></div>')
+            + "".join(spans) + count + "</div>")
