@@ -31,6 +31,9 @@ def test_ruff_covers_the_notebooks_and_the_line_length():
     assert ruff["line-length"] == LINE_LENGTH
     assert {"llmlib/**/*.py", "tests/**/*.py", "benchmarks/**/*.py", "tools/**/*.py",
             "chapters/*.ipynb"} <= set(ruff["include"])
+    # ISC and UP keep out what an automatic rewrap once left behind (f-strings without
+    # placeholders, strings glued on one line or with +)
+    assert {"E", "F", "W", "ISC", "UP"} <= set(ruff["lint"]["select"])
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
@@ -114,8 +117,12 @@ def test_the_scanner_finds_broken_pieces():
     assert [len(g) for g in string_groups(code)] == [3, 3]
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "llmlib").glob("*.py")), ids=lambda p: p.name)
+PYTHON_FILES = sorted(path for folder in ("llmlib", "tests", "benchmarks", "tools")
+                      for path in (ROOT / folder).glob("*.py"))
+
+
+@pytest.mark.parametrize("path", PYTHON_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_no_string_broken_by_a_line_wrap(path):
     """A message cut by a line wrap reads as two phrases; write it as whole phrases that fit."""
     found = broken_string_pieces(path.read_text(encoding="utf-8"))
-    assert not found, f"llmlib/{path.name}: rejoin these string pieces: {found}"
+    assert not found, f"{path.relative_to(ROOT)}: rejoin these string pieces: {found}"
