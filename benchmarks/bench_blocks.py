@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         with torch.no_grad():
             diff = (ours(x) - hf_fn(x)).abs().max().item()
         if diff > 1e-4:
-            raise SystemExit(f"llmlib TransformerBlock and GPT2Block disagree "
+            raise SystemExit("llmlib TransformerBlock and GPT2Block disagree "
                              f"(max abs diff {diff:.2e}); not timing")
         for name, t, base in compare(hf_fn, {"llmlib TransformerBlock": ours}, x, rounds, min_time):
             rows.append(("block", name, t, base))

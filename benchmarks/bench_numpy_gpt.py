@@ -122,11 +122,10 @@ def main(argv: list[str] | None = None) -> None:
             ours, base = t["numpy"], t["torch"]
             cache = (f"{t['torch + KV cache'].fastest * 1e3:15.1f}" if "torch + KV cache" in t
                      else "")
+            ratio = f"{ours.fastest / base.fastest:8.1f}x ({ours.median / base.median:5.1f}x)"
             print(f"{name:11s} {params / 1e6:6.2f}M {work:20s} "
                   f"{ours.fastest * 1e3:9.1f} ({ours.median * 1e3:7.1f}) "
-                  f"{base.fastest * 1e3:9.1f} ({base.median * 1e3:7.1f}) "
-                  f"{ours.fastest / base.fastest:8.1f}x ({ours.median / base.median:5.1f}x) "
-                  f"{cache}")
+                  f"{base.fastest * 1e3:9.1f} ({base.median * 1e3:7.1f}) {ratio} {cache}")
     print("baseline: llmlib's GPT in torch on the same CPU, same weights; ratio > 1 = NumPy slower")
 
 

@@ -127,9 +127,9 @@ def main(argv: list[str] | None = None) -> None:
         rows.append((label, "HF tokenizers (Rust)", t["HF tokenizers (Rust)"],
                      t_ref / t["HF tokenizers (Rust)"].fastest))
 
-    print(f"\nTraining (speed-up over the reference trainer in the same row group; seconds: "
-          f"fastest of {rounds} alternating rounds (median) in the first group, one run in the "
-          "second)")
+    print("\nTraining (speed-up over the reference trainer in the same row group; seconds: "
+          f"fastest of {rounds} alternating rounds (median) in the first group, "
+          "one run in the second)")
     print(f"| {'task':15s} | {'trainer':42s} | {'seconds':>21s} | {'speed-up':>8s} |")
     print(f"|{'-' * 17}|{'-' * 44}|{'-' * 23}|{'-' * 10}|")
     for task, name, timing, ratio in rows:

@@ -112,15 +112,14 @@ def train_merges_fast(chunks: Iterable[str | bytes], n_merges: int,
     """The same merges as `train_merges_reference`, with work proportional to what each merge
     changes.
 
-    1. Count each distinct chunk once (a word that occurs 5,000 times is processed once, with
-    weight 5,000).
+    1. Count each distinct chunk once: a word that occurs 5,000 times is processed once, with
+       weight 5,000.
     2. Keep the pair counts, and for each pair the set of chunks that contain it.
     3. A max-heap of (-count, pair) gives the best pair, ties to the smallest pair as in
-    `best_pair`;
-       entries whose count has changed since they were pushed are skipped when popped ("lazy
-       deletion").
-    4. A merge visits only the chunks that contain its pair and updates the counts by the
-    difference.
+       `best_pair`. Entries whose count has changed since they were pushed are skipped when
+       popped ("lazy deletion").
+    4. A merge visits only the chunks that contain its pair, and updates the counts by the
+       difference.
     """
     chunk_counts = Counter(chunks)
     words = _as_byte_lists(chunk_counts)
@@ -195,7 +194,7 @@ class BPETokenizer(Tokenizer):
         self._regex = _compiled(pattern)
         self.byte_ids = list(range(256)) if byte_ids is None else [int(i) for i in byte_ids]
         if len(self.byte_ids) != 256:
-            raise ValueError(f"byte_ids must give an id for each of the 256 byte values, got "
+            raise ValueError("byte_ids must give an id for each of the 256 byte values, got "
                              f"{len(self.byte_ids)}")
         self.merges = [(int(a), int(b)) for a, b in merges]
         if merge_ids is None:
@@ -211,8 +210,8 @@ class BPETokenizer(Tokenizer):
         super().__init__(specials)
         ids = self.byte_ids + self.merge_ids + list(specials.values())
         if sorted(ids) != list(range(len(ids))):
-            raise ValueError("the ids of bytes, merges and special tokens must be 0..n-1, each "
-                             "used once")
+            raise ValueError("the ids of bytes, merges and special tokens must be 0..n-1, "
+                             "each used once")
         # id -> the bytes it stands for; merges may only combine ids that exist before them
         vocab: list[bytes | None] = [None] * len(ids)
         for b, i in enumerate(self.byte_ids):
@@ -220,8 +219,8 @@ class BPETokenizer(Tokenizer):
         for rank, ((a, b), i) in enumerate(zip(self.merges, self.merge_ids)):
             known = 0 <= a < len(ids) and 0 <= b < len(ids)
             if not known or vocab[a] is None or vocab[b] is None:
-                raise ValueError(f"merge {rank} ({a}, {b}) uses an id that no byte or earlier "
-                                 f"merge defines")
+                raise ValueError(f"merge {rank} ({a}, {b}) "
+                                 "uses an id that no byte or earlier merge defines")
             vocab[i] = vocab[a] + vocab[b]
         for name, i in specials.items():
             vocab[i] = name.encode("utf-8")
@@ -243,19 +242,19 @@ class BPETokenizer(Tokenizer):
         (with a warning).
         """
         if isinstance(special_tokens, str):
-            raise ValueError(f"special_tokens must be a list of strings, not the string "
+            raise ValueError("special_tokens must be a list of strings, not the string "
                              f"{special_tokens!r}")
         specials = list(special_tokens)
         if not isinstance(vocab_size, int) or vocab_size < 256 + len(specials):
-            raise ValueError(f"vocab_size={vocab_size!r} is too small: byte-level BPE needs the "
-                             f"256 byte tokens plus {len(specials)} special token(s), so at least "
-                             f"{256 + len(specials)}")
+            raise ValueError(f"vocab_size={vocab_size!r} is too small: byte-level BPE needs "
+                             f"the 256 byte tokens plus {len(specials)} special token(s), "
+                             f"so at least {256 + len(specials)}")
         n_merges = vocab_size - 256 - len(specials)
         merges = train_merges_fast(pretokenize(text, pattern, specials), n_merges,
                                    progress=progress)
         if len(merges) < n_merges:
-            warnings.warn(f"the text has only enough pairs for {len(merges)} merges, not "
-                          f"{n_merges}: vocab_size is {256 + len(merges) + len(specials)}",
+            warnings.warn(f"the text has only enough pairs for {len(merges)} merges, "
+                          f"not {n_merges}: vocab_size is {256 + len(merges) + len(specials)}",
                           stacklevel=2)
         return cls(merges, specials, pattern)
 
@@ -294,8 +293,8 @@ class BPETokenizer(Tokenizer):
         """
         chunks = self._regex.findall(text)
         if sum(map(len, chunks)) != len(text):
-            raise ValueError(f"the pattern {self.pattern!r} does not cover every character of the "
-                             f"text")
+            raise ValueError(f"the pattern {self.pattern!r} does not cover every character of "
+                             "the text, so decoding could not restore it")
         ids: list[int] = []
         if not use_cache:
             for chunk in chunks:
@@ -364,8 +363,7 @@ def bytes_to_unicode() -> dict[int, str]:
 def read_gpt2_files(encoder_json_path: str | Path, vocab_bpe_path: str | Path) -> dict[str, Any]:
     """Parse GPT-2's `encoder.json` (token -> id) and `vocab.bpe` (merges, one 'a b' per line, by
     rank) into the keyword arguments of `BPETokenizer`. Entries of encoder.json that are neither a
-    byte nor a merge
-    (GPT-2 has one: <|endoftext|> = 50256) become special tokens."""
+    byte nor a merge become special tokens (GPT-2 has one: <|endoftext|> = 50256)."""
     encoder = read_json(encoder_json_path, "pass GPT-2's encoder.json as downloaded", dict,
                         "a JSON object mapping tokens to ids")
     try:
@@ -383,15 +381,15 @@ def read_gpt2_files(encoder_json_path: str | Path, vocab_bpe_path: str | Path) -
             continue
         parts = line.split(" ")
         if len(parts) != 2:
-            raise ValueError(f"{vocab_bpe_path}, line {number}: expected two tokens separated by a "
-                             f"space, got {line!r}")
+            raise ValueError(f"{vocab_bpe_path}, line {number}: "
+                             f"expected two tokens separated by a space, got {line!r}")
         a, b = parts
         try:
             merges.append((encoder[a], encoder[b]))
             merge_ids.append(encoder[a + b])
         except KeyError as err:
-            raise ValueError(f"{vocab_bpe_path}, line {number}: token {err.args[0]!r} is not in "
-                             f"{encoder_json_path}") from None
+            raise ValueError(f"{vocab_bpe_path}, line {number}: "
+                             f"token {err.args[0]!r} is not in {encoder_json_path}") from None
     used = set(byte_ids) | set(merge_ids)
     specials = {token: i for token, i in encoder.items() if i not in used}
     return dict(merges=merges, special_tokens=specials, pattern=GPT2_PATTERN, byte_ids=byte_ids,

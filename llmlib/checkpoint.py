@@ -47,8 +47,9 @@ def read_weights(path: str | Path, framework: str = "pt") -> dict[str, Any]:
     try:
         return load_file(str(path))
     except Exception as err:  # safetensors raises its own error types for damaged files
-        raise ValueError(f"{path} is not a readable safetensors file ({type(err).__name__}: "
-                         f"{err}); it may be truncated: save it again") from None
+        raise ValueError(f"{path} is not a readable safetensors file "
+                         f"({type(err).__name__}: {err}); it may be truncated: save it again"
+                         ) from None
 
 
 def save_model(directory: str | Path, model: Any, tokenizer: Tokenizer | None = None,
@@ -57,8 +58,9 @@ def save_model(directory: str | Path, model: Any, tokenizer: Tokenizer | None = 
     config.json, tokenizer.json when `tokenizer` is given and finetune.json when `meta` is.
     Each file is written to a temporary name and then renamed, so a crash leaves no half file."""
     if tokenizer is not None and tokenizer.vocab_size != model.config.vocab_size:
-        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} ids but the model "
-                         f"{model.config.vocab_size}: save the tokenizer this model was built for")
+        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} ids "
+                         f"but the model {model.config.vocab_size}: "
+                         "save the tokenizer this model was built for")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     # the tied head is transformer.wte.weight: stored once
@@ -114,8 +116,8 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     meta = read_json(path, META_FIX, dict)
     template = meta.get("prompt_template", PLAIN_TEMPLATE)
     if not isinstance(template, str) or "{prompt}" not in template:
-        raise ValueError(f"{path}: prompt_template must be a string with a {{prompt}} slot, got "
-                         f"{template!r}")
+        raise ValueError(f"{path}: prompt_template must be a string with a {{prompt}} slot, "
+                         f"got {template!r}")
     labels = meta.get("labels")
     if meta.get("task") == "classify" and (not isinstance(labels, list) or not labels):
         raise ValueError(f"{path}: a classifier's labels must be a non-empty list, got {labels!r}; "

@@ -7,7 +7,7 @@ because it imports every command; the commands import the library only when they
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from llmlib import cmd_finetune, cmd_generate, cmd_pretrain
 from llmlib.command import INFO, Command, dispatch, info  # noqa: F401  (info: a public name)

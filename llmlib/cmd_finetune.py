@@ -116,12 +116,12 @@ def _check_flags(flags: FinetuneFlags) -> None:
     if flags.lora_rank < 0 or flags.freeze_layers < 0:
         raise ValueError("--lora-rank and --freeze-layers must be >= 0")
     if flags.lora_rank and flags.freeze_layers:
-        raise ValueError("--lora-rank already freezes every weight of the base model: drop "
-                         "--freeze-layers")
+        raise ValueError("--lora-rank already freezes every weight of the base model: "
+                         "drop --freeze-layers")
     out = Path(flags.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"--out {out} exists and is not empty: choose a new folder (nothing "
-                         "is overwritten)")
+        raise ValueError(f"--out {out} exists and is not empty: "
+                         "choose a new folder (nothing is overwritten)")
 
 
 def _load_base(folder: Path) -> tuple[Any, GPT]:
@@ -143,8 +143,8 @@ def _encoded_sets(flags: FinetuneFlags, tokenizer: Any, context_length: int
     train_records = read_records(flags.data, flags.task)
     labels = sorted({r["label"] for r in train_records}) if flags.task == "classify" else []
     if flags.task == "classify" and len(labels) < 2:
-        raise ValueError(f"{flags.data}: every record has the label {labels[0]!r}; a classifier "
-                         "needs two or more")
+        raise ValueError(f"{flags.data}: every record has the label {labels[0]!r}; "
+                         "a classifier needs two or more")
     records = {"train": train_records,
                "val": read_records(flags.val, flags.task, labels or None) if flags.val else [],
                "test": read_records(flags.test, flags.task, labels or None) if flags.test else []}

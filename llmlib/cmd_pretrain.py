@@ -95,8 +95,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
     if distributed()[0] == 0:
         val = result.evals["val"][-1]
         print(f"step {result.history['step'][-1] + 1}: val loss {val:.4f} "
-              f"({result.corpus.bits_per_byte(val):.3f} bits per byte); checkpoints in "
-              f"{flags.out}")
+              f"({result.corpus.bits_per_byte(val):.3f} bits per byte); "
+              f"checkpoints in {flags.out}")
         if result.stopped_early:
             print(f"stopped early; continue with: llmlib pretrain --resume --out {flags.out}")
     return 0

@@ -18,7 +18,8 @@ import sys
 import types
 import typing
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
 
 import llmlib
 from llmlib.files import read_json
@@ -125,8 +126,8 @@ def read_settings(args: argparse.Namespace, known: Collection[str]) -> dict[str,
                            '{"max_steps": 100}', dict, "a JSON object of settings")
         unknown = sorted(set(values) - set(known))
         if unknown:
-            raise ValueError(f"--config {config}: unknown setting(s) {unknown}; the settings "
-                             f"are {sorted(known)}")
+            raise ValueError(f"--config {config}: unknown setting(s) {unknown}; "
+                             f"the settings are {sorted(known)}")
     given = {k: v for k, v in vars(args).items() if v is not None}
     given.pop("config", None)
     given.pop("command", None)

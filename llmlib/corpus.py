@@ -37,8 +37,8 @@ class Work:
             raise FileNotFoundError(f"{self.path} is missing: run `python data/prepare.py` "
                                     "(or `git checkout data/`) to restore the corpus") from None
         if hashlib.sha256(text.encode("utf-8")).hexdigest() != self.sha256:
-            raise ValueError(f"{self.path} does not match its checksum in metadata.json (edited or "
-                             f"truncated?): "
+            raise ValueError(f"{self.path} does not match its checksum in metadata.json "
+                             "(edited or truncated?): "
                              "run `python data/prepare.py` or `git checkout data/` to restore it")
         return text
 
@@ -74,8 +74,8 @@ def list_works(genre: str | None = None, data_dir: str | Path | None = None) -> 
     meta = read_json(meta_path, f"the corpus metadata is malformed: {fix}", dict)
     try:
         if meta.get("format_version") != CORPUS_FORMAT_VERSION:
-            raise ValueError(f"format_version {meta.get('format_version')!r}, expected "
-                             f"{CORPUS_FORMAT_VERSION}")
+            raise ValueError(f"format_version {meta.get('format_version')!r}, "
+                             f"expected {CORPUS_FORMAT_VERSION}")
         works = [Work(w["slug"], w["title"], w["genre"], meta_path.parent / w["file"], w["n_chars"],
                       w["sha256"])
                  for w in meta["works"]]

@@ -41,8 +41,8 @@ def parse_device(name: str | torch.device | None, source: str = "device") -> tor
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError):
-        raise ValueError(f"{source}={name!r} is not a device name; use cpu, cuda, cuda:N or "
-                         "mps") from None
+        raise ValueError(f"{source}={name!r} is not a device name; "
+                         "use cpu, cuda, cuda:N or mps") from None
     if device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"{source}={name!r}: the course supports cpu, cuda and mps")
     missing = {"cuda": "this torch sees no CUDA GPU (install a CUDA build, see book/setup.md)",
@@ -53,8 +53,8 @@ def parse_device(name: str | torch.device | None, source: str = "device") -> tor
         missing["cuda"] = f"this machine has {torch.cuda.device_count()} CUDA GPU(s)"
     elif device.type == "cpu" or (device.type == "mps" and _mps_available()):
         return device
-    raise ValueError(f"{source}={name!r}: no such device, {missing[device.type]}; use cpu, or "
-                     f"leave {source} unset for the fastest device here")
+    raise ValueError(f"{source}={name!r}: no such device, {missing[device.type]}; "
+                     f"use cpu, or leave {source} unset for the fastest device here")
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

@@ -47,8 +47,8 @@ def read_json(path: str | Path, fix: str, expect: type | None = None,
     except FileNotFoundError:
         raise FileNotFoundError(f"{path} not found: {fix}") from None
     except UnicodeDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON (byte {err.start} is not UTF-8 text); "
-                         f"{fix}") from None
+        raise ValueError(f"{path} is not valid JSON "
+                         f"(byte {err.start} is not UTF-8 text); {fix}") from None
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:

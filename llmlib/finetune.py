@@ -11,7 +11,8 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -69,9 +70,9 @@ class GPTClassifier(nn.Module):
         """The classifier that `save` wrote to `directory`, in eval mode."""
         directory = Path(directory)
         if not (directory / HEAD_FILE).is_file() or not (directory / FINETUNE_FILE).is_file():
-            raise FileNotFoundError(f"{directory} holds no classifier ({HEAD_FILE} and "
-                                    f"{FINETUNE_FILE}): pass a folder written by "
-                                    "GPTClassifier.save or `llmlib finetune --task classify`")
+            raise FileNotFoundError(f"{directory} holds no classifier "
+                                    f"({HEAD_FILE} and {FINETUNE_FILE}): pass a folder written "
+                                    "by GPTClassifier.save or `llmlib finetune --task classify`")
         model = cls(GPT.load(directory), read_meta(directory).get("labels", []))
         model.score.load_state_dict(read_weights(directory / HEAD_FILE))
         return model.to(device).eval() if device is not None else model.eval()
@@ -143,8 +144,8 @@ def train_loop(model: nn.Module, loss_of: Callable[[Any], torch.Tensor], train: 
     from llmlib.train import lr_at, make_optimizer
 
     if not train or not val:
-        raise ValueError(f"need training and validation examples, got {len(train)} and "
-                         f"{len(val)}")
+        raise ValueError("need training and validation examples, "
+                         f"got {len(train)} and {len(val)}")
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     schedule = dict(lr=cfg.lr, min_lr=cfg.lr / 10, max_steps=total,
@@ -222,12 +223,12 @@ def save_finetuned(model: nn.Module, directory: str | Path, tokenizer: Any, **in
     from llmlib.lora import lora_modules
 
     if lora_modules(model):
-        raise ValueError("the model still has LoRA adapters: merge_lora(model) first (and "
-                         "save_adapter before that, to keep the adapters alone)")
+        raise ValueError("the model still has LoRA adapters: merge_lora(model) first "
+                         "(and save_adapter before that, to keep the adapters alone)")
     if isinstance(model, GPTClassifier):
         return model.save(directory, tokenizer, **info)
     if not isinstance(model, GPT):
-        raise TypeError(f"save_finetuned saves a GPT or a GPTClassifier, got "
-                        f"{type(model).__name__}")
+        raise TypeError("save_finetuned saves a GPT or a GPTClassifier, "
+                        f"got {type(model).__name__}")
     return save_model(directory, model, tokenizer,
                       {"task": "instruct", "prompt_template": PROMPT_TEMPLATE, **info})

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -22,11 +23,11 @@ def config_from_hf(hf_config: Any) -> GPTConfig:
     c = hf_config.to_dict() if hasattr(hf_config, "to_dict") else dict(hf_config)
     act = c.get("activation_function", "gelu_new")
     if act not in ("gelu_new", "gelu_pytorch_tanh"):
-        raise ValueError(f"activation_function={act!r}: llmlib's GPT uses GPT-2's tanh GELU "
-                         f"(gelu_new)")
+        raise ValueError(f"activation_function={act!r}: "
+                         "llmlib's GPT uses GPT-2's tanh GELU (gelu_new)")
     if c.get("n_inner") not in (None, 4 * c["n_embd"]):
-        raise ValueError(f"n_inner={c['n_inner']}: llmlib's GPT uses a 4 * n_embd feed-forward "
-                         f"layer")
+        raise ValueError(f"n_inner={c['n_inner']}: "
+                         "llmlib's GPT uses a 4 * n_embd feed-forward layer")
     if c.get("tie_word_embeddings", True) is False:
         raise ValueError("tie_word_embeddings=False: llmlib's GPT always ties lm_head to wte")
     return GPTConfig(vocab_size=c["vocab_size"], context_length=c["n_positions"],
@@ -45,9 +46,8 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a `.safetensors` file (or a `torch.save`d state dict), on the CPU."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}: pass a .safetensors file, a folder "
-                                f"holding "
-                                "model.safetensors, or a state dict")
+        raise FileNotFoundError(f"no checkpoint at {path}: pass a .safetensors file, "
+                                "a folder holding model.safetensors, or a state dict")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -64,16 +64,15 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 def gpt2_config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> GPTConfig:
     """Guess a GPTConfig from GPT-2 tensors. The head count is not in the shapes: GPT-2's sizes all
-    use 64
-    channels per head, so n_head = n_embd // 64 (pass a config for anything else)."""
+    use 64 channels per head, so n_head = n_embd // 64 (pass a config for anything else)."""
     sd = {k.removeprefix("transformer."): v for k, v in state_dict.items()}
     if "wte.weight" not in sd or "wpe.weight" not in sd:
         raise ValueError("not a GPT-2 state dict: it has no wte.weight / wpe.weight")
     vocab_size, n_embd = sd["wte.weight"].shape
     layers = {int(m.group(1)) for k in sd if (m := re.match(r"h\.(\d+)\.", k))}
     if n_embd % 64:
-        raise ValueError(f"n_embd={n_embd} is not a multiple of 64, so the head count cannot be "
-                         f"guessed: pass config=")
+        raise ValueError(f"n_embd={n_embd} is not a multiple of 64, "
+                         "so the head count cannot be guessed: pass config=")
     return GPTConfig(vocab_size=vocab_size, context_length=sd["wpe.weight"].shape[0],
                      n_layer=len(layers),
                      n_head=n_embd // 64, n_embd=n_embd, bias="h.0.attn.c_attn.bias" in sd)
@@ -83,8 +82,7 @@ def gpt2_to_llmlib(state_dict: Mapping[str, torch.Tensor],
                    config: GPTConfig) -> dict[str, torch.Tensor]:
     """Map a Hugging Face GPT-2 state dict onto `GPT(config).state_dict()`'s keys and shapes,
     exactly. Conv1D weights are transposed, mask buffers skipped, the tied lm_head checked; any
-    other mismatch
-    raises ValueError listing the keys."""
+    other mismatch raises ValueError listing the keys."""
     with torch.device("meta"):  # shapes only: no memory, no initialization
         expected = {k: v.shape for k, v in GPT(config).state_dict().items()}
     converted: dict[str, torch.Tensor] = {}
@@ -104,8 +102,8 @@ def gpt2_to_llmlib(state_dict: Mapping[str, torch.Tensor],
         if name.endswith(_TRANSPOSED) and value.dim() == 2:
             value = value.t()
         if value.shape != expected[ours]:
-            wrong_shape.append(f"{key}: {tuple(value.shape)} (after any transpose) but the model "
-                               f"has {tuple(expected[ours])}")
+            wrong_shape.append(f"{key}: {tuple(value.shape)} (after any transpose) "
+                               f"but the model has {tuple(expected[ours])}")
             found_wrong_shape.add(ours)
             continue
         converted[ours] = value.contiguous()
@@ -121,8 +119,9 @@ def gpt2_to_llmlib(state_dict: Mapping[str, torch.Tensor],
         raise ValueError(f"the state dict does not fit GPT({config}): " + "; ".join(problems))
     wte = converted["transformer.wte.weight"]
     if head is not None and not torch.equal(head, wte):
-        raise ValueError("lm_head.weight differs from wte.weight: this checkpoint has an untied "
-                         "head, but llmlib's GPT ties them (one tensor)")
+        raise ValueError("lm_head.weight differs from wte.weight: "
+                         "this checkpoint has an untied head, but llmlib's GPT ties them "
+                         "(one tensor)")
     converted["lm_head.weight"] = wte
     return converted
 
@@ -133,9 +132,8 @@ def load_gpt2(source: str | Path | Mapping[str, torch.Tensor],
 
     `source` is a state dict, a `.safetensors` / `.bin` file, or a folder holding
     `model.safetensors` (as written by `save_pretrained` or downloaded from the hub). Without
-    `config`, the shape comes
-    from a config.json next to the file, else from the tensors (assuming GPT-2's head size of
-    64)."""
+    `config`, the shape comes from a config.json next to the file, else from the tensors (assuming
+    GPT-2's head size of 64)."""
     if isinstance(source, (str, Path)):
         path = Path(source)
         if path.is_dir():

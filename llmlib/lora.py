@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 import torch.nn as nn
@@ -84,8 +84,8 @@ def _targets(model: nn.Module, targets: Iterable[str]) -> list[str]:
              if isinstance(module, nn.Linear)
              and any(name == t or name.endswith("." + t) for t in targets)]
     if not names:
-        raise ValueError(f"no nn.Linear in the model ends with any of {targets}; GPT's are "
-                         f"{LORA_TARGETS}")
+        raise ValueError(f"no nn.Linear in the model ends with any of {targets}; "
+                         f"GPT's are {LORA_TARGETS}")
     return names
 
 
@@ -95,8 +95,8 @@ def add_lora(model: nn.Module, rank: int = 8, alpha: float | None = None, dropou
     to 2 * rank) and freeze every other parameter of `model`: only the adapters train (unfreeze a
     new head yourself). Returns the wrapped modules' names."""
     if any(isinstance(m, LoRALinear) for m in model.modules()):
-        raise ValueError("the model already has LoRA adapters: merge_lora(model) first, or load "
-                         "a fresh base model")
+        raise ValueError("the model already has LoRA adapters: "
+                         "merge_lora(model) first, or load a fresh base model")
     alpha = 2.0 * rank if alpha is None else alpha
     names = _targets(model, targets)
     model.requires_grad_(False)
@@ -147,27 +147,28 @@ def load_adapter(model: nn.Module, directory: str | Path) -> list[str]:
     directory = Path(directory)
     for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
         if not (directory / name).is_file():
-            raise FileNotFoundError(f"{directory} has no {name}: pass a folder written by "
-                                    "save_adapter")
+            raise FileNotFoundError(f"{directory} has no {name}: "
+                                    "pass a folder written by save_adapter")
     try:
         config = read_json(directory / ADAPTER_CONFIG, "save it again with save_adapter", dict)
         weights = read_weights(directory / ADAPTER_WEIGHTS)
         names = list(config["modules"])
     except (ValueError, KeyError, TypeError) as err:  # bad JSON or safetensors, a missing key
-        raise ValueError(f"{directory} holds an unreadable adapter ({type(err).__name__}: {err}):"
-                         f" save it again") from None
+        raise ValueError(f"{directory} holds an unreadable adapter "
+                         f"({type(err).__name__}: {err}): save it again") from None
     linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
     problems = [f"{n}: not an nn.Linear of this model" for n in names if n not in linears]
     for n in names:
         a, b = weights.get(f"{n}.lora_A"), weights.get(f"{n}.lora_B")
-        if n in linears and (a is None or b is None or a.shape != (config["rank"],
-                             linears[n].in_features) or b.shape != (linears[n].out_features,
-                                                                    config["rank"])):
+        fits = (n in linears and a is not None and b is not None
+                and a.shape == (config["rank"], linears[n].in_features)
+                and b.shape == (linears[n].out_features, config["rank"]))
+        if n in linears and not fits:
             problems.append(f"{n}: missing or misshapen lora_A/lora_B")
     if problems:
-        raise ValueError(f"the adapter in {directory} does not fit this model ("
-                         + "; ".join(problems[:3]) + "): load it onto the base model it was "
-                         "trained from")
+        raise ValueError(f"the adapter in {directory} does not fit this model "
+                         f"({'; '.join(problems[:3])}): "
+                         "load it onto the base model it was trained from")
     add_lora(model, config["rank"], config["alpha"], config["dropout"], targets=names)
     with torch.no_grad():
         for n, m in lora_modules(model).items():

@@ -7,7 +7,8 @@ padding, without a KV cache."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -63,8 +64,8 @@ def generate(model: NumpyGPT, prompt: Any, max_new_tokens: int, sampling: Any = 
     if sampling is not None and settings:
         raise ValueError("pass either sampling=Sampling(...) or its fields, not both")
     sampling = sampling if sampling is not None else Sampling(**settings)
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or \
-            max_new_tokens < 0:
+    if (isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int)
+            or max_new_tokens < 0):
         raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     read = prompt_rows(prompt, model.config.vocab_size)  # chapter 0: once, for the whole call

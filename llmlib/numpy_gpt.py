@@ -89,20 +89,22 @@ def sinusoidal_table(num_positions: int, dim: int, base: float = 10000.0) -> np.
 def check_ids(idx: Any, vocab_size: int, context_length: int, name: str = "idx") -> np.ndarray:
     """idx as a (B, T) integer array with ids in [0, vocab_size) and 1 <= T <= context_length."""
     if not isinstance(idx, np.ndarray):
-        raise TypeError(f"{name} must be a (B, T) NumPy array of token ids, got "
-                        f"{type(idx).__name__}: use np.array([ids]) (or tensor.numpy())")
+        raise TypeError(f"{name} must be a (B, T) NumPy array of token ids, "
+                        f"got {type(idx).__name__}: use np.array([ids]) (or tensor.numpy())")
     if not np.issubdtype(idx.dtype, np.integer):
-        raise ValueError(f"{name} must hold integer token ids, got dtype {idx.dtype}: convert it "
-                         f"with {name}.astype(np.int64)")
+        raise ValueError(f"{name} must hold integer token ids, got dtype {idx.dtype}: "
+                         f"convert it with {name}.astype(np.int64)")
     if idx.ndim != 2 or idx.shape[1] == 0:
-        raise ValueError(f"{name} must be (B, T) with T >= 1, got shape {idx.shape}: add a batch "
-                         f"axis with {name}[None] for one sequence")
+        raise ValueError(f"{name} must be (B, T) with T >= 1, got shape {idx.shape}: "
+                         f"for one sequence, add a batch axis with {name}[None]")
     if idx.shape[1] > context_length:
-        raise ValueError(f"{name} has {idx.shape[1]} positions but the context is "
-                         f"{context_length}: crop it to the last {context_length} tokens")
+        raise ValueError(f"{name} has {idx.shape[1]} positions "
+                         f"but the context is {context_length}: "
+                         f"crop it to the last {context_length} tokens")
     if idx.size and (idx.min() < 0 or idx.max() >= vocab_size):
-        raise ValueError(f"token ids must lie in 0..{vocab_size - 1}, found {idx.min()} to "
-                         f"{idx.max()}: was the text encoded by this model's tokenizer?")
+        raise ValueError(f"token ids must lie in 0..{vocab_size - 1}, "
+                         f"found {idx.min()} to {idx.max()}: "
+                         "was the text encoded by this model's tokenizer?")
     return idx
 
 
@@ -112,8 +114,8 @@ def check_padding_mask(padding_mask: Any, shape: tuple[int, int]) -> np.ndarray:
             or padding_mask.shape != shape):
         got = (f"{padding_mask.dtype} {padding_mask.shape}" if isinstance(padding_mask, np.ndarray)
                else type(padding_mask).__name__)
-        raise ValueError(f"padding_mask must be a bool array of shape {shape} (idx's), True at "
-                         f"real tokens, got {got}: e.g. padding_mask = idx != pad_id")
+        raise ValueError(f"padding_mask must be a bool array of shape {shape} (idx's), "
+                         f"True at real tokens, got {got}: e.g. padding_mask = idx != pad_id")
     empty = np.flatnonzero(~padding_mask.any(axis=1))
     if empty.size:
         raise ValueError(f"padding_mask rows {empty.tolist()} have no real token: drop those rows")
@@ -144,9 +146,9 @@ class NumpyGPT:
         wrong = [f"{k}: {np.shape(params[k])} but the config implies {s}"
                  for k, s in shapes.items() if k in params and np.shape(params[k]) != s]
         if missing or extra or wrong:
-            raise ValueError("the weights do not fit the config: " + "; ".join(
-                ([f"missing {missing}"] if missing else []) + ([f"unexpected {extra}"] if extra
-                                                               else []) + wrong))
+            problems = [f"missing {missing}"] if missing else []
+            problems += [f"unexpected {extra}"] if extra else []
+            raise ValueError("the weights do not fit the config: " + "; ".join(problems + wrong))
         # copies, always: training updates them in place, which must never reach the caller's
         # arrays (or a torch model's memory, which .numpy() shares)
         self.params = {k: np.array(params[k], dtype=dtype, order="C") for k in shapes}
@@ -181,13 +183,15 @@ class NumpyGPT:
             raise ValueError("the model has LoRA adapters, which the NumPy GPT does not port: "
                              "merge them first (llmlib.lora.merge_lora(model))")
         if model.lm_head.weight is not model.transformer.wte.weight:
-            raise ValueError("the NumPy GPT ties the LM head to wte, but this model's head is a "
-                             "separate tensor: tie it (model.lm_head.weight = "
-                             "model.transformer.wte.weight) or keep it in torch")
+            raise ValueError("the NumPy GPT ties the LM head to wte, "
+                             "but this model's head is a separate tensor: tie it "
+                             "(model.lm_head.weight = model.transformer.wte.weight) "
+                             "or keep it in torch")
         for i, blk in enumerate(model.transformer.h):
             if not blk.pre_norm or blk.mlp.gelu.approximate != "tanh":
-                raise ValueError(f"block {i} is post-norm or uses the exact GELU; the NumPy GPT "
-                                 "ports GPT-2's pre-norm blocks with the tanh GELU only")
+                raise ValueError(f"block {i} is post-norm or uses the exact GELU; "
+                                 "the NumPy GPT ports GPT-2's pre-norm blocks "
+                                 "with the tanh GELU only")
         config = NumpyGPTConfig.from_dict(model.config.to_dict())
         params = {k: v.detach().cpu().double().numpy() for k, v in model.state_dict().items()
                   if k != "lm_head.weight"}  # NumpyGPT copies them
@@ -333,11 +337,11 @@ def cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.nd
     """Mean cross-entropy of logits (B, T, V) against targets (B, T), leaving out targets equal to
     -100 (as F.cross_entropy(ignore_index=-100)); returns the loss and dL/dlogits (B, T, V)."""
     V = logits.shape[-1]
-    if not isinstance(targets, np.ndarray) or targets.shape != logits.shape[:2] or \
-            not np.issubdtype(targets.dtype, np.integer):
+    if (not isinstance(targets, np.ndarray) or targets.shape != logits.shape[:2]
+            or not np.issubdtype(targets.dtype, np.integer)):
+        got = f"{getattr(targets, 'dtype', type(targets).__name__)} {getattr(targets, 'shape', '')}"
         raise ValueError(f"targets must be an integer array of shape {logits.shape[:2]} (idx's), "
-                         f"got {getattr(targets, 'dtype', type(targets).__name__)} "
-                         f"{getattr(targets, 'shape', '')}")
+                         f"got {got}")
     valid = targets != IGNORE
     if not valid.any():
         raise ValueError("every target is -100 (ignored): the loss of nothing is undefined")

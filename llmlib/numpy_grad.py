@@ -113,8 +113,8 @@ def backward(model: NumpyGPT, tape: dict[str, Any], dlogits: np.ndarray) -> dict
     p, c, grads = model.params, model.config, {}
     C = c.n_embd
     wte = p["transformer.wte.weight"]
-    grads["transformer.wte.weight"] = dlogits.reshape(-1, wte.shape[0]).T @ \
-        tape["h"].reshape(-1, C)                                    # the head: logits = h wteᵀ
+    # the head: logits = h wteᵀ
+    grads["transformer.wte.weight"] = dlogits.reshape(-1, wte.shape[0]).T @ tape["h"].reshape(-1, C)
     dh = dlogits @ wte                                              # (B, T, C)
     dx = _ln_backward(dh, tape["ln_f"], "transformer.ln_f", p, grads)
     for i in reversed(range(c.n_layer)):
@@ -189,8 +189,8 @@ class AdamW:
              lr: float) -> None:
         """Update `params` in place from `grads` (the same names and shapes)."""
         if set(grads) != set(params):
-            raise ValueError(f"grads must have the params' names; missing "
-                             f"{sorted(set(params) - set(grads))}")
+            missing = sorted(set(params) - set(grads))
+            raise ValueError(f"grads must have the params' names; missing {missing}")
         self.t += 1
         b1, b2 = self.betas
         c1, c2 = 1 - b1 ** self.t, math.sqrt(1 - b2 ** self.t)

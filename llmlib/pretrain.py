@@ -16,7 +16,8 @@ import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -386,6 +387,6 @@ def _flush(pending: list[torch.Tensor], history: dict[str, list[float]], step: i
 def _check_finite(model: nn.Module, step: int) -> None:
     """Refuse to checkpoint weights that an exploding update made inf or NaN."""
     if not all(torch.isfinite(p).all() for p in model.parameters()):
-        raise FloatingPointError(f"the weights are not finite after step {step}: training diverged "
-                                 "(try a lower --lr or --grad-clip 1.0); the checkpoint in the "
-                                 "run folder is the last good one")
+        raise FloatingPointError(f"the weights are not finite after step {step}: "
+                                 "training diverged (try a lower --lr or --grad-clip 1.0); "
+                                 "the checkpoint in the run folder is the last good one")

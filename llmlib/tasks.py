@@ -8,7 +8,8 @@ match) that judge a finetuned model."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -40,20 +41,21 @@ def read_records(path: str | Path, task: str, labels: Sequence[str] | None = Non
     shape = ('{"text": "...", "label": "..."}' if task == "classify"
              else '{"input": "...", "output": "..."} or {"instruction", "input", "output"}')
     if not isinstance(data, list) or not data:
-        raise ValueError(f"{path} must hold a non-empty JSON list of records like {shape}, got "
-                         f"{type(data).__name__ if data else 'an empty list'}")
+        got = type(data).__name__ if data else "an empty list"
+        raise ValueError(f"{path} must hold a non-empty JSON list of records like {shape}, "
+                         f"got {got}")
     for i, record in enumerate(data):
         where = f"{path}, record {i}"
         if not isinstance(record, dict):
-            raise ValueError(f"{where}: a record is a JSON object like {shape}, got "
-                             f"{type(record).__name__}")
+            raise ValueError(f"{where}: a record is a JSON object like {shape}, "
+                             f"got {type(record).__name__}")
         keys = (("text", "label") if task == "classify" else
                 ("instruction", "input", "output") if "instruction" in record else
                 ("input", "output"))
         missing = [k for k in keys if k not in record]
         if missing:
-            raise ValueError(f"{where} has no {', '.join(map(repr, missing))}: each record is "
-                             f"{shape}")
+            names = ", ".join(map(repr, missing))
+            raise ValueError(f"{where} has no {names}: each record is {shape}")
         for key in keys:
             if not isinstance(record[key], str):
                 raise ValueError(f"{where}: {key!r} must be a string, got "
@@ -103,13 +105,13 @@ def encode_records(records: Sequence[dict], task: str, tokenizer: Any, context_l
                     too_long.append(i)
                 encoded.append((ids, len(prompt)))
         except ValueError as err:
-            raise ValueError(f"{source}, record {i}: the model's tokenizer cannot encode it "
-                             f"({err})") from None
+            raise ValueError(f"{source}, record {i}: the model's tokenizer cannot encode "
+                             f"the record ({err})") from None
     if too_long:
-        raise ValueError(f"{source}: {len(too_long)} record(s) (the first: record {too_long[0]})"
-                         f" take more than the model's context of {context_length} tokens with "
-                         "their prompt and response: shorten them, or finetune a model with a "
-                         "longer context")
+        raise ValueError(f"{source}: {len(too_long)} record(s) (the first: record {too_long[0]}) "
+                         f"take more than the model's context of {context_length} tokens "
+                         "with their prompt and response: shorten them, "
+                         "or finetune a model with a longer context")
     return encoded, truncated
 
 

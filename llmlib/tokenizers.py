@@ -101,9 +101,10 @@ class Tokenizer:
             disallowed = self._special_set(disallowed_special, "disallowed_special")
         if disallowed and (found := special_token_regex(disallowed).search(text)):
             raise ValueError(
-                f"the text contains the special token {found.group()!r} (at character "
-                f"{found.start()}). Pass allowed_special={{{found.group()!r}}} to encode it as a "
-                f"special token, or disallowed_special=() to encode it as ordinary text.")
+                f"the text contains the special token {found.group()!r} "
+                f"(at character {found.start()}). Pass allowed_special={{{found.group()!r}}} "
+                "to encode it as a special token, or disallowed_special=() to encode it as "
+                "ordinary text.")
         if not allowed:
             return self._encode_ordinary(text)
         ids: list[int] = []
@@ -118,13 +119,13 @@ class Tokenizer:
         try:
             ids = [operator.index(i) for i in ids]
         except TypeError:
-            raise ValueError("token ids must be integers (a list of int, or a 1-D integer "
-                             "tensor)") from None
+            raise ValueError("token ids must be integers "
+                             "(a list of int, or a 1-D integer tensor)") from None
         n = self.vocab_size
         for i in ids:
             if not 0 <= i < n:
-                raise ValueError(f"token id {i} is out of range: this tokenizer's ids are "
-                                 f"0..{n - 1}")
+                raise ValueError(f"token id {i} is out of range: "
+                                 f"this tokenizer's ids are 0..{n - 1}")
         return ids
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -160,8 +161,8 @@ class Tokenizer:
         """Read a file written by `save`; `Tokenizer.load` returns whatever kind the file holds."""
         data = read_json(path, "it is not a tokenizer file: pass one written by a tokenizer's save")
         if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
-            raise ValueError(f"{path} is not an {FORMAT_NAME} file (no 'format': '{FORMAT_NAME}' "
-                             f"field)")
+            raise ValueError(f"{path} is not an {FORMAT_NAME} file "
+                             f"(no 'format': '{FORMAT_NAME}' field)")
         if data.get("version") != FORMAT_VERSION:
             raise ValueError(f"{path} has format version {data.get('version')!r}; "
                              f"this llmlib reads version {FORMAT_VERSION}")
@@ -172,8 +173,8 @@ class Tokenizer:
         if kind is None:
             raise ValueError(f"{path} holds an unknown tokenizer type {data.get('type')!r}")
         if not issubclass(kind, cls):
-            raise ValueError(f"{path} holds a {kind.__name__}, not a {cls.__name__}; use "
-                             f"Tokenizer.load")
+            raise ValueError(f"{path} holds a {kind.__name__}, not a {cls.__name__}; "
+                             "use Tokenizer.load")
         try:
             return kind._from_dict(data)
         except (KeyError, TypeError, ValueError, IndexError) as err:
@@ -187,7 +188,7 @@ class Tokenizer:
 def special_token_ids(special_tokens: Iterable[str], first_id: int) -> dict[str, int]:
     """Number the special tokens after the ordinary ones, in the order given."""
     if isinstance(special_tokens, str):
-        raise ValueError(f"special_tokens must be a list of strings, not the string "
+        raise ValueError("special_tokens must be a list of strings, not the string "
                          f"{special_tokens!r}")
     names = list(special_tokens)
     if len(set(names)) != len(names):
@@ -252,8 +253,8 @@ class CharTokenizer(Tokenizer):
             i, c = next((i, c) for i, c in enumerate(text) if c not in table)
             raise ValueError(f"character {c!r} (U+{ord(c):04X}) at position {i} is not in this "
                              f"tokenizer's alphabet of {len(self.chars)} characters; build the "
-                             f"tokenizer from a text "
-                             "that contains it, or give it an unk token") from None
+                             "tokenizer from a text that contains it, or give it an unk token"
+                             ) from None
 
     def _decode_ids(self, ids: list[int]) -> str:
         n = len(self.chars)
@@ -304,8 +305,8 @@ class WordTokenizer(Tokenizer):
         words = sorted(counts, key=lambda w: (-counts[w], w))
         if vocab_size is not None:
             if vocab_size <= len(specials):
-                raise ValueError(f"vocab_size={vocab_size} leaves no room for words next to "
-                                 f"{len(specials)} special tokens")
+                raise ValueError(f"vocab_size={vocab_size} leaves no room for words "
+                                 f"next to {len(specials)} special tokens")
             words = words[:vocab_size - len(specials)]
         return cls(words, specials, unk, pattern)
 
@@ -324,8 +325,8 @@ class WordTokenizer(Tokenizer):
             return [table.get(w, unk_id) for w in words]
         missing = next((w for w in words if w not in table), None)
         if missing is not None:
-            raise ValueError(f"the word {missing!r} is not in the vocabulary and this tokenizer "
-                             f"has no unk token")
+            raise ValueError(f"the word {missing!r} is not in the vocabulary, "
+                             "and this tokenizer has no unk token")
         return [table[w] for w in words]
 
     def _decode_ids(self, ids: list[int]) -> str:
@@ -363,6 +364,6 @@ def tokens_html(tokenizer: Tokenizer, text: str,
         shown = html.escape(piece).replace(" ", "·").replace("\n", "↵<br>")
         spans.append(f'<span title="id {i}" style="background:{_PALETTE[k % len(_PALETTE)]};'
                      f'border-radius:3px;padding:1px 0;margin-right:1px">{shown}</span>')
+    count = f'<div style="color:#666">{len(text)} characters, {len(ids)} tokens</div>'
     return ('<div style="font-family:monospace;font-size:13px;line-height:1.9">'
-            + "".join(spans) + f'<div style="color:#666">{len(text)} characters, {len(ids)} '
-                               f'tokens</div></div>')
+            + "".join(spans) + count + "</div>")

@@ -15,7 +15,8 @@ import shutil
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -130,11 +131,9 @@ def load_corpus(cfg: TrainConfig, tokenizer: Any = None,
                                             seed=cfg.split_seed)
     train_texts = [w.read() for w in train_works]
     val_texts = [w.read() for w in val_works]
-    if tokenizer is not None:
-        pass
-    elif cfg.tokenizer == "char":
+    if tokenizer is None and cfg.tokenizer == "char":
         tokenizer = CharTokenizer.from_text("".join(train_texts + val_texts), [ENDOFTEXT])
-    else:
+    elif tokenizer is None:
         tokenizer = BPETokenizer.train("\n\n".join(train_texts), cfg.bpe_vocab_size)
     eot = tokenizer.special_tokens[ENDOFTEXT]
     ids = [torch.from_numpy(encode_documents(texts, tokenizer, separator=eot).astype(np.int64))
@@ -296,8 +295,8 @@ def load_checkpoint(folder: Path) -> tuple[GPT, Any, dict[str, Any]]:
         if (old / STATE_FILE).is_file():
             folder = old
         else:
-            raise FileNotFoundError(f"no checkpoint in {folder} (no {STATE_FILE}): start without "
-                                    "--resume, or point --out at the run to continue")
+            raise FileNotFoundError(f"no checkpoint in {folder} (no {STATE_FILE}): "
+                                    "start without --resume, or point --out at the run to continue")
     model, tokenizer, _ = load_model(folder)
     try:
         state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
@@ -315,6 +314,6 @@ def check_resumable(saved: Mapping[str, Any], model_config: GPTConfig, cfg: Trai
                  for k, v in saved["train_config"].items()
                  if k not in RESUMABLE_CHANGES and getattr(cfg, k) != v]
     if problems:
-        raise ValueError("cannot resume: the settings differ from the checkpoint's ("
-                         + "; ".join(problems) + "); use the checkpoint's settings, or start a "
-                         "new run in another --out folder")
+        raise ValueError("cannot resume: the settings differ from the checkpoint's "
+                         f"({'; '.join(problems)}); use the checkpoint's settings, "
+                         "or start a new run in another --out folder")

@@ -27,8 +27,8 @@ def package_copy(tmp_path):
 def test_hand_edit_is_caught(package_copy):
     path = package_copy / "device.py"
     path.write_text(path.read_text() + "\nHAND_EDIT = True\n")
-    assert export.check(package=package_copy) == ["llmlib/device.py differs from its notebook: "
-                                                  "edit the notebook, then run `make export`"]
+    assert export.check(package=package_copy) == [
+        "llmlib/device.py differs from its notebook: edit the notebook, then run `make export`"]
 
 
 def test_missing_and_stray_modules_are_caught(package_copy):
@@ -119,8 +119,8 @@ def test_the_handwritten_files_are_listed_and_nothing_else_slips_in(package_copy
     (package_copy / "static" / "notes.txt").write_text("scratch\n")
     assert export.check(package=package_copy) == [
         "llmlib/static/attention_view.js is missing: it is written by hand; restore it from git",
-        "llmlib/static/notes.txt is not generated and not hand-written: "
-        "remove it, or add it to HANDWRITTEN in tools/export.py"]
+        ("llmlib/static/notes.txt is not generated and not hand-written: "
+         "remove it, or add it to HANDWRITTEN in tools/export.py")]
 
 
 def chapter_of_modules() -> dict[str, int]:

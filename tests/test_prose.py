@@ -48,8 +48,8 @@ def test_every_glued_number_in_the_prose_is_in_the_outputs(path):
 
 
 def test_the_glue_checker_finds_a_missing_key():
-    nb = {"cells": [{"cell_type": "markdown", "source": ["speed-up {glue:text}`speedup`×, "
-                                                         "not ``{glue:text}`example` ``"]}]}
+    source = "speed-up {glue:text}`speedup`×, not ``{glue:text}`example` ``"
+    nb = {"cells": [{"cell_type": "markdown", "source": [source]}]}
     assert glue_uses(nb) == ["speedup"] and glued_values(nb) == {}
 
 

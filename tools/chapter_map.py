@@ -17,8 +17,8 @@ HEADER = "| chapter | exports | builds |\n|---|---|---|"
 # (notebook prefix, title, exports, what it builds)
 ROWS = (
     ("00", "0 Setup", "device, files, corpus, checks, command, book",
-     "devices, run modes, seeding, JSON files, the corpus, argument checks, the command line, a "
-     "PyTorch primer"),
+     ("devices, run modes, seeding, JSON files, the corpus, argument checks, the command line, "
+      "a PyTorch primer")),
     ("01", "1 Tokenizers", "tokenizers, bpe",
      "character, word and byte-level BPE tokenizers, GPT-2's vocabulary"),
     ("02", "2 Data", "data", "token arrays, splits, datasets, loaders, embeddings"),
