@@ -51,7 +51,7 @@ class LayerNorm(nn.Module):
     def __init__(self, n_embd: int, eps: float = 1e-5, bias: bool = True):
         super().__init__()
         positive_int("n_embd", n_embd)
-        require(eps > 0, f"eps must be > 0 (it keeps a constant vector from dividing by zero), "
+        require(eps > 0, "eps must be > 0 (it keeps a constant vector from dividing by zero), "
                 f"got {eps!r}")
         self.n_embd, self.eps = n_embd, float(eps)
         self.weight = nn.Parameter(torch.ones(n_embd))

@@ -50,7 +50,7 @@ def _encode_fn(tokenizer: TokenizerLike) -> Encode:
         return tokenizer.encode
     if callable(tokenizer):
         return tokenizer
-    raise TypeError(f"tokenizer must have an .encode(text) method or be a function text -> ids, "
+    raise TypeError("tokenizer must have an .encode(text) method or be a function text -> ids, "
                     f"got {type(tokenizer).__name__}")
 
 
@@ -58,7 +58,7 @@ def _check_range(ids: np.ndarray, vocab_size: int) -> None:
     if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
         raise ValueError(f"token ids must lie in [0, {vocab_size}), found min {int(ids.min())} and "
                          f"max {int(ids.max())}: is vocab_size right, and was the text encoded by "
-                         f"this tokenizer?")
+                         "this tokenizer?")
 
 
 def encode_documents(texts: Iterable[str], tokenizer: TokenizerLike, separator: int | None = None,
@@ -156,7 +156,7 @@ def _check_fits(n_tokens: int, context_length: int) -> None:
     if n_tokens < context_length + 1:
         raise ValueError(f"{n_tokens} tokens are too few for one window: a context of "
                          f"{context_length} needs at least {context_length + 1} tokens (the inputs "
-                         f"plus the shifted target)")
+                         "plus the shifted target)")
 
 
 def _window(ids: np.ndarray, start: int, context_length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,7 +193,7 @@ class TokenDataset(Dataset):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({len(self.ids):,} tokens, "
                 f"context_length={self.context_length}, stride={self.stride}, {self.num_windows:,} "
-                f"windows)")
+                "windows)")
 
 
 def to_device(batch: Sequence[torch.Tensor],
@@ -304,7 +304,7 @@ def write_tokens(path: str | Path, ids: Any, vocab_size: int) -> Path:
     arr = _as_token_array(ids)
     if len(arr) >= 2**31:
         raise ValueError(f"{len(arr):,} tokens do not fit the header's int32 count: write several "
-                         f"shards")
+                         "shards")
     _check_range(arr, vocab_size)
     header = np.zeros(_BIN_HEADER_INTS, dtype="<i4")
     header[0], header[1] = _BIN_MAGIC[dtype]
@@ -326,14 +326,14 @@ def read_tokens(path: str | Path) -> np.memmap:
     key = (int(header[0]), int(header[1])) if len(header) == _BIN_HEADER_INTS else None
     if key not in versions:
         raise ValueError(f"{path.name} is not a token file of write_tokens (unknown header); a raw "
-                         f"nanoGPT "
+                         "nanoGPT "
                          "file opens with np.memmap(path, dtype=np.uint16, mode='r')")
     dtype, count = versions[key].newbyteorder("<"), int(header[2])
     expected = _BIN_HEADER_INTS * 4 + count * dtype.itemsize
     if path.stat().st_size != expected:
         raise ValueError(f"{path.name} has {path.stat().st_size:,} bytes but its header announces "
                          f"{count:,} tokens ({expected:,} bytes): the file is truncated or was not "
-                         f"written by write_tokens")
+                         "written by write_tokens")
     return np.memmap(path, dtype=dtype, mode="r", offset=_BIN_HEADER_INTS * 4, shape=(count,))
 
 

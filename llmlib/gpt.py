@@ -80,7 +80,7 @@ class GPTConfig:
         if "vocab_size" not in values:
             raise ValueError(f"the {name!r} preset has no vocabulary of its own: pass the "
                              f"tokenizer (GPTConfig.preset({name!r}, tokenizer=tok)) or "
-                             f"vocab_size=...")
+                             "vocab_size=...")
         return cls.from_dict(values)
 
     def to_dict(self) -> dict[str, Any]:

@@ -39,7 +39,7 @@ def attention_stack(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray]
             raise ValueError("weights is an empty list: pass one (H, T, T) tensor per layer")
         layers = [_as_float32(w) for w in weights]
         if any(a.shape != layers[0].shape for a in layers):
-            raise ValueError(f"all layers must have the same (H, T, T) shape, got "
+            raise ValueError("all layers must have the same (H, T, T) shape, got "
                              f"{[a.shape for a in layers]}")
         arr = np.stack(layers)
     else:
@@ -47,12 +47,12 @@ def attention_stack(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray]
     if arr.ndim == 3:
         arr = arr[None]
     if arr.ndim != 4 or arr.shape[-1] != arr.shape[-2]:
-        raise ValueError(f"weights must be (L, H, T, T) or a list of (H, T, T) with the batch "
+        raise ValueError("weights must be (L, H, T, T) or a list of (H, T, T) with the batch "
                          f"already selected, got shape {arr.shape}")
     tokens = list(tokens)
     if arr.shape[-1] != len(tokens):
         raise ValueError(f"weights cover T = {arr.shape[-1]} positions but {len(tokens)} tokens "
-                         f"were given")
+                         "were given")
     if not np.isfinite(arr).all() or arr.min() < -1e-6 or arr.max() > 1 + 1e-6:
         raise ValueError("attention weights must be finite and in [0, 1] (softmax outputs); got "
                          "NaN/inf or values outside that range")
@@ -123,15 +123,15 @@ def attention_html(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray],
     if element_id is None:
         element_id = "llmlib-attn-" + hashlib.sha256(data.encode("ascii")).hexdigest()[:12]
     elif not element_id.replace("-", "").replace("_", "").isalnum() or not element_id[0].isalpha():
-        raise ValueError(f"element_id must start with a letter and use only letters, digits, - and "
+        raise ValueError("element_id must start with a letter and use only letters, digits, - and "
                          f"_, got {element_id!r}")
     data = data.replace("</", "<\\/")  # a token "</script>" cannot end the data block
     return (f'<div id="{element_id}" class="llmlib-attn">\n'
             f"<style>{_CSS.format(id=element_id)}</style>\n"
             f'<script type="application/json" id="{element_id}-data">{data}</script>\n'
-            f"<noscript>This attention view needs JavaScript.</noscript>\n</div>\n"
+            "<noscript>This attention view needs JavaScript.</noscript>\n</div>\n"
             f"<script>\n{view_script()}llmlibAttentionView({json.dumps(element_id)});\n"
-            f"</script>\n")
+            "</script>\n")
 
 
 def show_attention(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray],
