@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, Union
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ class HasEncode(Protocol):
 
 
 # a tokenizer object (chapter 1's BPETokenizer) or a function
-TokenizerLike = Union[HasEncode, Encode]
+TokenizerLike = HasEncode | Encode
 
 
 def token_dtype(vocab_size: int) -> np.dtype:

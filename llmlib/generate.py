@@ -8,7 +8,8 @@ the context, and beam search equal to Hugging Face's. The command is `llmlib.cmd
 from __future__ import annotations
 
 import warnings
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F

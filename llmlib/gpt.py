@@ -10,10 +10,10 @@ model costs. Loading Hugging Face GPT-2 checkpoints is in `llmlib.gpt2`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn

@@ -15,7 +15,7 @@ import functools
 import hashlib
 import json
 from importlib import resources
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from torch import Tensor
