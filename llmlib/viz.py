@@ -147,9 +147,8 @@ def show_attention(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray],
 def attention_explorer(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray],
                        tokens: Sequence[str]):
     """A live ipywidgets explorer: choose layer, head (or their mean) and query token; see the
-    heatmap
-    and the chosen token's weights. Uses only APIs shared by ipywidgets 7.7.1 and 8.x. Returns a
-    VBox."""
+    heatmap and the chosen token's weights. Uses only APIs shared by ipywidgets 7.7.1 and 8.x.
+    Returns a VBox."""
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
 
