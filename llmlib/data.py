@@ -121,8 +121,9 @@ def split_by_works(works: Sequence[W], val_fraction: float = 0.1, *,
             held += sizes[slug]
     train = [w for w in works if w.slug not in wanted]
     val = [w for w in works if w.slug in wanted]
-    require(bool(train and val), f"the split leaves {len(train)} training and {len(val)} "
-            "validation works; both need at least one")
+    require(bool(train and val),
+            f"the split leaves {len(train)} training and {len(val)} validation works; "
+            "both need at least one")
     return train, val
 
 
@@ -153,8 +154,9 @@ def _as_token_array(ids: Any) -> np.ndarray:
 
 def _check_fits(n_tokens: int, context_length: int) -> None:
     require(n_tokens >= context_length + 1,
-            f"{n_tokens} tokens are too few for one window: a context of {context_length} needs "
-            f"at least {context_length + 1} tokens (the inputs plus the shifted target)")
+            f"{n_tokens} tokens are too few for one window: "
+            f"a context of {context_length} needs at least {context_length + 1} tokens "
+            "(the inputs plus the shifted target)")
 
 
 def _window(ids: np.ndarray, start: int, context_length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -221,8 +223,8 @@ def make_dataloader(dataset: Dataset, batch_size: int, shuffle: bool = True, dro
             f"num_workers must be an int >= 0, got {num_workers!r}")
     require(not drop_last or len(dataset) >= batch_size,
             f"the dataset has {len(dataset)} windows, fewer than batch_size={batch_size}, "
-            "so drop_last=True leaves no batch at all: use more tokens, a smaller stride or a "
-            "smaller batch")
+            "so drop_last=True leaves no batch at all: "
+            "use more tokens, a smaller stride or a smaller batch")
     if device is None:
         from llmlib.device import get_device
         device = get_device()
@@ -325,9 +327,9 @@ def read_tokens(path: str | Path) -> np.memmap:
     dtype, count = versions[key].newbyteorder("<"), int(header[2])
     expected = _BIN_HEADER_INTS * 4 + count * dtype.itemsize
     size = path.stat().st_size
-    require(size == expected, f"{path.name} has {size:,} bytes but its header announces "
-            f"{count:,} tokens ({expected:,} bytes): the file is truncated or was not written by "
-            "write_tokens")
+    require(size == expected,
+            f"{path.name} has {size:,} bytes but its header announces {count:,} tokens "
+            f"({expected:,} bytes): the file is truncated or was not written by write_tokens")
     return np.memmap(path, dtype=dtype, mode="r", offset=_BIN_HEADER_INTS * 4, shape=(count,))
 
 

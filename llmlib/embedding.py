@@ -52,7 +52,7 @@ def token_ids(idx: Any, vocab_size: int | None = None, context_length: int | Non
         f"got dtype {idx.dtype}: convert it with idx.long()"))
     require(idx.dim() == 2, lambda: (
         f"idx must be a (B, T) tensor of integer token ids, got {idx.dim()} dims "
-        f"{tuple(idx.shape)}: add a batch dimension with idx[None] for one sequence"))
+        f"of shape {tuple(idx.shape)}: add a batch dimension with idx[None] for one sequence"))
     require(idx.size(1) > 0, "idx holds no tokens (T = 0): "
             "give at least one token id, e.g. the id of <|endoftext|> to start from nothing")
     require(context_length is None or idx.size(1) <= context_length, lambda: (

@@ -40,8 +40,8 @@ class Decoder:
         self.static, self.cuda_graph = static or cuda_graph, cuda_graph
         self.window = model.config.context_length
         if max(map(len, rows)) > self.window:
-            warnings.warn(f"a prompt is longer than the context ({self.window} tokens): the model "
-                          "sees its last tokens only", stacklevel=3)
+            warnings.warn(f"a prompt is longer than the context ({self.window} tokens): "
+                          "the model sees its last tokens only", stacklevel=3)
         width = max(map(len, rows))
         self.ids = torch.zeros(len(rows), width, dtype=torch.long, device=device)
         self.mask = torch.zeros(len(rows), width, dtype=torch.bool, device=device)
@@ -252,9 +252,9 @@ def beam_search(model: GPT, prompt: Sequence[int], max_new_tokens: int, num_beam
     rows = read.rows
     T0, k = len(rows[0]), num_beams
     require(T0 + max_new_tokens <= model.config.context_length,
-            f"beam search keeps every beam in the context: prompt ({T0}) + max_new_tokens "
-            f"({max_new_tokens}) must be <= context_length ({model.config.context_length}); "
-            "shorten one of them")
+            "beam search keeps every beam in the context: "
+            f"prompt ({T0}) + max_new_tokens ({max_new_tokens}) "
+            f"must be <= context_length ({model.config.context_length}); shorten one of them")
     device = model.lm_head.weight.device
     with eval_mode(model):
         cache, head = KVCache(model, 1, T0 + max_new_tokens), decode_head(model)

@@ -73,11 +73,12 @@ class GPTConfig:
         values = {**PRESETS[name], **overrides}
         if tokenizer is not None:
             V = overrides.get("vocab_size", tokenizer.vocab_size)
-            require(V == tokenizer.vocab_size, f"vocab_size={V} disagrees with the tokenizer's "
-                    f"{tokenizer.vocab_size}: pass one or the other")
+            require(V == tokenizer.vocab_size,
+                    f"vocab_size={V} disagrees with the tokenizer's {tokenizer.vocab_size}: "
+                    "pass one or the other")
             values["vocab_size"] = tokenizer.vocab_size
-        require("vocab_size" in values, f"the {name!r} preset has no vocabulary of its own: pass "
-                f"the tokenizer (GPTConfig.preset({name!r}, tokenizer=tok)) or vocab_size=...")
+        require("vocab_size" in values, f"the {name!r} preset has no vocabulary of its own: "
+                f"pass the tokenizer (GPTConfig.preset({name!r}, tokenizer=tok)) or vocab_size=...")
         return cls.from_dict(values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -210,8 +211,9 @@ class GPT(nn.Module):
         decoder (a KV cache, top-p, min-p, stops, prompts of any lengths); its tests check that
         the two give the same tokens."""
         read = prompt_rows(prompt, self.config.vocab_size)
-        require(len({len(row) for row in read.rows}) == 1, "GPT.generate takes prompts of one "
-                "length; llmlib.generate.generate (chapter 7) takes any lengths")
+        require(len({len(row) for row in read.rows}) == 1,
+                "GPT.generate takes prompts of one length; "
+                "llmlib.generate.generate (chapter 7) takes any lengths")
         require(type(max_new_tokens) is int and max_new_tokens >= 0,
                 f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
         require(type(temperature) in (int, float) and 0 <= temperature < math.inf,

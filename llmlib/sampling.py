@@ -87,8 +87,8 @@ class Sampling:
         require(m is None or _number(m) and 0 <= m <= 1,
                 f"min_p must be in [0, 1] (0 keeps every token), got {m!r}")
         require(t > 0 or (self.top_k, p, m) == (None, None, None),
-                "top_k, top_p and min_p filter a distribution to sample from, but temperature 0 "
-                "is greedy: set temperature > 0 to sample, or drop the filters")
+                "top_k, top_p and min_p filter a distribution to sample from, "
+                "but temperature 0 is greedy: set temperature > 0 to sample, or drop the filters")
 
     @property
     def greedy(self) -> bool:

@@ -47,8 +47,9 @@ def attention_stack(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray]
         arr = _as_float32(weights)
     if arr.ndim == 3:
         arr = arr[None]
-    require(arr.ndim == 4 and arr.shape[-1] == arr.shape[-2], "weights must be (L, H, T, T) or "
-            f"a list of (H, T, T) with the batch already selected, got shape {arr.shape}")
+    require(arr.ndim == 4 and arr.shape[-1] == arr.shape[-2],
+            "weights must be (L, H, T, T) or a list of (H, T, T) with the batch already selected, "
+            f"got shape {arr.shape}")
     tokens = list(tokens)
     require(arr.shape[-1] == len(tokens),
             f"weights cover T = {arr.shape[-1]} positions but {len(tokens)} tokens were given")
@@ -123,8 +124,9 @@ def attention_html(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray],
         element_id = "llmlib-attn-" + hashlib.sha256(data.encode("ascii")).hexdigest()[:12]
     else:
         plain = element_id.replace("-", "").replace("_", "").isalnum()
-        require(plain and element_id[0].isalpha(), "element_id must start with a letter and use "
-                f"only letters, digits, - and _, got {element_id!r}")
+        require(plain and element_id[0].isalpha(),
+                "element_id must start with a letter and use only letters, digits, - and _, "
+                f"got {element_id!r}")
     data = data.replace("</", "<\\/")  # a token "</script>" cannot end the data block
     return (f'<div id="{element_id}" class="llmlib-attn">\n'
             f"<style>{_CSS.format(id=element_id)}</style>\n"
