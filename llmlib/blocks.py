@@ -51,8 +51,8 @@ class LayerNorm(nn.Module):
     def __init__(self, n_embd: int, eps: float = 1e-5, bias: bool = True):
         super().__init__()
         positive_int("n_embd", n_embd)
-        require(eps > 0, f"eps must be > 0 (it keeps a constant vector from dividing by zero), "
-                f"got {eps!r}")
+        require(eps > 0,
+                f"eps must be > 0 (it keeps a constant vector from dividing by zero), got {eps!r}")
         self.n_embd, self.eps = n_embd, float(eps)
         self.weight = nn.Parameter(torch.ones(n_embd))
         if bias:
@@ -73,11 +73,15 @@ class LayerNorm(nn.Module):
 def gelu_naive(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     """GELU from its formula: "none" is the exact x·Φ(x) (with erf), "tanh" GPT-2's approximation.
     Any shape."""
+    _check_approximate(approximate)
     if approximate == "none":
         return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
-    if approximate == "tanh":
-        return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
-    raise ValueError(f"approximate must be one of {GELU_APPROXIMATIONS}, got {approximate!r}")
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
+
+
+def _check_approximate(approximate: str) -> None:
+    require(approximate in GELU_APPROXIMATIONS,
+            f"approximate must be one of {GELU_APPROXIMATIONS}, got {approximate!r}")
 
 
 class GELU(nn.Module):
@@ -86,9 +90,7 @@ class GELU(nn.Module):
 
     def __init__(self, approximate: str = "tanh"):
         super().__init__()
-        if approximate not in GELU_APPROXIMATIONS:
-            raise ValueError(f"approximate must be one of {GELU_APPROXIMATIONS}, got "
-                             f"{approximate!r}")
+        _check_approximate(approximate)
         self.approximate = approximate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,17 +122,15 @@ class TransformerBlock(nn.Module):
     """One GPT-2 block: causal multi-head attention and a feed-forward network, each in a residual
     branch. Input and output (B, T, C).
 
-    pre_norm=True (GPT-2):  x = x + attn(ln_1(x));  x = x + mlp(ln_2(x))
-    pre_norm=False (the original transformer's post-norm):  x = ln_1(x + attn(x));
-    x = ln_2(x + mlp(x))
+    pre_norm=True (GPT-2):                x = x + attn(ln_1(x));  x = x + mlp(ln_2(x))
+    pre_norm=False (original post-norm):  x = ln_1(x + attn(x));  x = ln_2(x + mlp(x))
 
     `padding_mask` (B, T), True at real tokens, and chapter 7's `kv_cache` with this block's `layer`
     index are passed on to the attention.
     """
 
     def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True,
-                 eps: float = 1e-5,
-                 pre_norm: bool = True):
+                 eps: float = 1e-5, pre_norm: bool = True):
         super().__init__()
         head_size(n_embd, n_head)  # the attention would refuse them too, but only after ln_1 exists
         self.n_embd, self.n_head, self.pre_norm = n_embd, n_head, bool(pre_norm)

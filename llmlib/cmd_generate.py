@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from llmlib.command import Command, add_flags, read_settings, take
 
@@ -64,9 +65,10 @@ def run_generate(args: argparse.Namespace) -> int:
     """What `llmlib generate` runs: every flag and the model are checked before generating."""
     import torch
 
+    from llmlib.checkpoint import PLAIN_TEMPLATE
+    from llmlib.checks import require
     from llmlib.device import parse_device
     from llmlib.generate import beam_search, generate
-    from llmlib.checkpoint import PLAIN_TEMPLATE
     from llmlib.gpt import load_model
     from llmlib.tokenizers import ENDOFTEXT
 
@@ -77,9 +79,8 @@ def run_generate(args: argparse.Namespace) -> int:
     template = meta.get("prompt_template", PLAIN_TEMPLATE)
     prompts = [flags.prompt] if flags.prompt is not None else [
         line.rstrip("\n") for line in sys.stdin if line.strip()]
-    if not prompts or not all(prompts):
-        raise ValueError("the prompt is empty: give text to continue with --prompt or on "
-                         "standard input")
+    require(bool(prompts) and all(prompts),
+            "the prompt is empty: give text to continue with --prompt or on standard input")
     encoded = []
     for text in prompts:  # all prompts are checked before anything is generated
         try:
@@ -109,19 +110,18 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def _sampling(flags: GenerateFlags) -> Sampling | None:
     """The sampling settings of the flags, checked; None for beam search."""
-    from llmlib.checks import positive_int
+    from llmlib.checks import positive_int, require
     from llmlib.sampling import Sampling
 
-    if flags.max_new_tokens < 0:
-        raise ValueError(f"--max-new-tokens must be >= 0, got {flags.max_new_tokens}")
+    require(flags.max_new_tokens >= 0,
+            f"--max-new-tokens must be >= 0, got {flags.max_new_tokens}")
     if flags.beams is None:
         return Sampling(flags.temperature, flags.top_k, flags.top_p, flags.min_p)
     positive_int("--beams", flags.beams)
-    if flags.cuda_graph:
-        raise ValueError("--cuda-graph speeds up sampling and greedy decoding; --beams does "
-                         "not use it: drop one of them")
-    if (flags.top_k, flags.top_p, flags.min_p) != (None, None, None):
-        raise ValueError("--beams searches, it does not sample: drop --top-k/--top-p/--min-p")
+    require(not flags.cuda_graph, "--cuda-graph speeds up sampling and greedy decoding; "
+            "--beams does not use it: drop one of them")
+    require((flags.top_k, flags.top_p, flags.min_p) == (None, None, None),
+            "--beams searches, it does not sample: drop --top-k/--top-p/--min-p")
     return None
 
 

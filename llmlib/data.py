@@ -14,13 +14,13 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, Union
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from llmlib.checks import positive_int
+from llmlib.checks import positive_int, require
 from llmlib.embedding import GPTEmbedding, sinusoidal_encoding  # noqa: F401  (their home)
 
 Encode = Callable[[str], list[int]]
@@ -31,34 +31,35 @@ class HasEncode(Protocol):
 
 
 # a tokenizer object (chapter 1's BPETokenizer) or a function
-TokenizerLike = Union[HasEncode, Encode]
+TokenizerLike = HasEncode | Encode
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
     """The smallest unsigned NumPy dtype that holds every id of a vocabulary: uint16 up to 2**16
     ids, else uint32."""
     positive_int("vocab_size", vocab_size)
-    if vocab_size <= 2**16:
-        return np.dtype(np.uint16)
-    if vocab_size <= 2**32:
-        return np.dtype(np.uint32)
-    raise ValueError(f"vocab_size={vocab_size:,} does not fit in uint32 (at most 2**32 ids)")
+    require(vocab_size <= 2**32,
+            f"vocab_size={vocab_size:,} does not fit in uint32 (at most 2**32 ids)")
+    return np.dtype(np.uint16 if vocab_size <= 2**16 else np.uint32)
 
 
 def _encode_fn(tokenizer: TokenizerLike) -> Encode:
     if hasattr(tokenizer, "encode"):
         return tokenizer.encode
-    if callable(tokenizer):
-        return tokenizer
-    raise TypeError(f"tokenizer must have an .encode(text) method or be a function text -> ids, "
-                    f"got {type(tokenizer).__name__}")
+    kind = type(tokenizer).__name__
+    require(callable(tokenizer),
+            f"tokenizer must be a function text -> ids or have an .encode(text) method, got {kind}",
+            TypeError)
+    return tokenizer
 
 
 def _check_range(ids: np.ndarray, vocab_size: int) -> None:
-    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
-        raise ValueError(f"token ids must lie in [0, {vocab_size}), found min {int(ids.min())} and "
-                         f"max {int(ids.max())}: is vocab_size right, and was the text encoded by "
-                         f"this tokenizer?")
+    if not ids.size:
+        return
+    low, high = int(ids.min()), int(ids.max())
+    require(0 <= low and high < vocab_size,
+            f"token ids must lie in [0, {vocab_size}), found min {low} and max {high}: "
+            "is vocab_size right, and was the text encoded by this tokenizer?")
 
 
 def encode_documents(texts: Iterable[str], tokenizer: TokenizerLike, separator: int | None = None,
@@ -87,6 +88,10 @@ def encode_documents(texts: Iterable[str], tokenizer: TokenizerLike, separator: 
 W = TypeVar("W")
 
 
+def _check_fraction(val_fraction: float) -> None:
+    require(0.0 < val_fraction < 1.0, f"val_fraction must be in (0, 1), got {val_fraction!r}")
+
+
 def split_by_works(works: Sequence[W], val_fraction: float = 0.1, *,
                    val_slugs: Iterable[str] | None = None,
                    seed: int = 0) -> tuple[list[W], list[W]]:
@@ -98,16 +103,13 @@ def split_by_works(works: Sequence[W], val_fraction: float = 0.1, *,
     """
     works = list(works)
     slugs = [w.slug for w in works]
-    if len(set(slugs)) != len(slugs):
-        raise ValueError("works must have distinct slugs")
+    require(len(set(slugs)) == len(slugs), "works must have distinct slugs")
     if val_slugs is not None:
         wanted = set(val_slugs)
         unknown = sorted(wanted - set(slugs))
-        if unknown:
-            raise ValueError(f"unknown val_slugs {unknown}; the works are {slugs}")
+        require(not unknown, f"unknown val_slugs {unknown}; the works are {slugs}")
     else:
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+        _check_fraction(val_fraction)
         order = sorted(slugs)
         random.Random(seed).shuffle(order)
         sizes = {w.slug: w.n_chars for w in works}
@@ -119,9 +121,9 @@ def split_by_works(works: Sequence[W], val_fraction: float = 0.1, *,
             held += sizes[slug]
     train = [w for w in works if w.slug not in wanted]
     val = [w for w in works if w.slug in wanted]
-    if not train or not val:
-        raise ValueError(f"the split leaves {len(train)} training and {len(val)} validation works; "
-                         "both need at least one")
+    require(bool(train and val),
+            f"the split leaves {len(train)} training and {len(val)} validation works; "
+            "both need at least one")
     return train, val
 
 
@@ -129,12 +131,11 @@ def split_contiguous(ids: Sequence[int] | np.ndarray,
                      val_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
     """nanoGPT's split of a token array: the first (1 - val_fraction) trains, the rest validates.
     Views, no copy."""
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    _check_fraction(val_fraction)
     ids = np.asarray(ids)
     cut = int(round(len(ids) * (1.0 - val_fraction)))
-    if cut <= 0 or cut >= len(ids):
-        raise ValueError(f"{len(ids)} tokens are too few to split with val_fraction={val_fraction}")
+    require(0 < cut < len(ids),
+            f"{len(ids)} tokens are too few to split with val_fraction={val_fraction}")
     return ids[:cut], ids[cut:]
 
 
@@ -145,18 +146,17 @@ def _as_token_array(ids: Any) -> np.ndarray:
     if isinstance(arr, np.memmap):
         # still backed by the file, without np.memmap's per-slice overhead
         arr = arr.view(np.ndarray)
-    if arr.ndim != 1:
-        raise ValueError(f"ids must be one flat sequence of token ids, got shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"ids must be integers, got dtype {arr.dtype}")
+    require(arr.ndim == 1, f"ids must be one flat sequence of token ids, got shape {arr.shape}")
+    require(not arr.size or np.issubdtype(arr.dtype, np.integer),
+            f"ids must be integers, got dtype {arr.dtype}")
     return arr
 
 
 def _check_fits(n_tokens: int, context_length: int) -> None:
-    if n_tokens < context_length + 1:
-        raise ValueError(f"{n_tokens} tokens are too few for one window: a context of "
-                         f"{context_length} needs at least {context_length + 1} tokens (the inputs "
-                         f"plus the shifted target)")
+    require(n_tokens >= context_length + 1,
+            f"{n_tokens} tokens are too few for one window: "
+            f"a context of {context_length} needs at least {context_length + 1} tokens "
+            "(the inputs plus the shifted target)")
 
 
 def _window(ids: np.ndarray, start: int, context_length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,8 +192,8 @@ class TokenDataset(Dataset):
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({len(self.ids):,} tokens, "
-                f"context_length={self.context_length}, stride={self.stride}, {self.num_windows:,} "
-                f"windows)")
+                f"context_length={self.context_length}, stride={self.stride}, "
+                f"{self.num_windows:,} windows)")
 
 
 def to_device(batch: Sequence[torch.Tensor],
@@ -219,13 +219,12 @@ def make_dataloader(dataset: Dataset, batch_size: int, shuffle: bool = True, dro
     CUDA the loader pins memory so that `to_device` copies asynchronously.
     """
     batch_size = positive_int("batch_size", batch_size)
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
-    if drop_last and len(dataset) < batch_size:
-        raise ValueError(f"the dataset has {len(dataset)} windows, fewer than "
-                         f"batch_size={batch_size}, so "
-                         "drop_last=True leaves no batch at all: use more tokens, a smaller stride "
-                         "or batch")
+    require(not isinstance(num_workers, bool) and isinstance(num_workers, int) and num_workers >= 0,
+            f"num_workers must be an int >= 0, got {num_workers!r}")
+    require(not drop_last or len(dataset) >= batch_size,
+            f"the dataset has {len(dataset)} windows, fewer than batch_size={batch_size}, "
+            "so drop_last=True leaves no batch at all: "
+            "use more tokens, a smaller stride or a smaller batch")
     if device is None:
         from llmlib.device import get_device
         device = get_device()
@@ -302,9 +301,8 @@ def write_tokens(path: str | Path, ids: Any, vocab_size: int) -> Path:
     """
     dtype = token_dtype(vocab_size)
     arr = _as_token_array(ids)
-    if len(arr) >= 2**31:
-        raise ValueError(f"{len(arr):,} tokens do not fit the header's int32 count: write several "
-                         f"shards")
+    require(len(arr) < 2**31,
+            f"{len(arr):,} tokens do not fit the header's int32 count: write several shards")
     _check_range(arr, vocab_size)
     header = np.zeros(_BIN_HEADER_INTS, dtype="<i4")
     header[0], header[1] = _BIN_MAGIC[dtype]
@@ -324,16 +322,14 @@ def read_tokens(path: str | Path) -> np.memmap:
     header = np.fromfile(path, dtype="<i4", count=_BIN_HEADER_INTS)
     versions = {magic: dtype for dtype, magic in _BIN_MAGIC.items()}
     key = (int(header[0]), int(header[1])) if len(header) == _BIN_HEADER_INTS else None
-    if key not in versions:
-        raise ValueError(f"{path.name} is not a token file of write_tokens (unknown header); a raw "
-                         f"nanoGPT "
-                         "file opens with np.memmap(path, dtype=np.uint16, mode='r')")
+    require(key in versions, f"{path.name} is not a token file of write_tokens (unknown header); "
+            "a raw nanoGPT file opens with np.memmap(path, dtype=np.uint16, mode='r')")
     dtype, count = versions[key].newbyteorder("<"), int(header[2])
     expected = _BIN_HEADER_INTS * 4 + count * dtype.itemsize
-    if path.stat().st_size != expected:
-        raise ValueError(f"{path.name} has {path.stat().st_size:,} bytes but its header announces "
-                         f"{count:,} tokens ({expected:,} bytes): the file is truncated or was not "
-                         f"written by write_tokens")
+    size = path.stat().st_size
+    require(size == expected,
+            f"{path.name} has {size:,} bytes but its header announces {count:,} tokens "
+            f"({expected:,} bytes): the file is truncated or was not written by write_tokens")
     return np.memmap(path, dtype=dtype, mode="r", offset=_BIN_HEADER_INTS * 4, shape=(count,))
 
 
@@ -350,8 +346,7 @@ class TextFileDataset(TokenDataset):
                  context_length: int,
                  stride: int | None = None, separator: int | None = None, encoding: str = "utf-8"):
         self.paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
-        if not self.paths:
-            raise ValueError("paths is empty: give at least one text file")
+        require(bool(self.paths), "paths is empty: give at least one text file")
         ids = encode_documents((p.read_text(encoding=encoding) for p in self.paths), tokenizer,
                                separator)
         super().__init__(ids, context_length, stride)

@@ -25,9 +25,8 @@ def sinusoidal_encoding(num_positions: int, dim: int, base: float = 10000.0) -> 
     at its own frequency, from 1 radian per position (i = 0) down to 1/base. Computed in float64,
     then rounded.
     """
-    if isinstance(num_positions, bool) or num_positions <= 0 or dim <= 0 or dim % 2:
-        raise ValueError(f"need num_positions > 0 and an even dim > 0, got {num_positions} and "
-                         f"{dim}")
+    require(not isinstance(num_positions, bool) and num_positions > 0 and dim > 0 and not dim % 2,
+            f"need num_positions > 0 and an even dim > 0, got {num_positions} and {dim}")
     position = torch.arange(num_positions, dtype=torch.float64)[:, None]           # (T, 1)
     inv_freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)       # (C/2,)
     angle = position * inv_freq                                                     # (T, C/2)
@@ -53,7 +52,7 @@ def token_ids(idx: Any, vocab_size: int | None = None, context_length: int | Non
         f"got dtype {idx.dtype}: convert it with idx.long()"))
     require(idx.dim() == 2, lambda: (
         f"idx must be a (B, T) tensor of integer token ids, got {idx.dim()} dims "
-        f"{tuple(idx.shape)}: add a batch dimension with idx[None] for one sequence"))
+        f"of shape {tuple(idx.shape)}: add a batch dimension with idx[None] for one sequence"))
     require(idx.size(1) > 0, "idx holds no tokens (T = 0): "
             "give at least one token id, e.g. the id of <|endoftext|> to start from nothing")
     require(context_length is None or idx.size(1) <= context_length, lambda: (
@@ -86,8 +85,8 @@ class GPTEmbedding(nn.Module):
                             ("n_embd", n_embd)):
             positive_int(name, value)
         dropout_rate("dropout", dropout)
-        if position not in ("learned", "sinusoidal"):
-            raise ValueError(f"position must be 'learned' or 'sinusoidal', got {position!r}")
+        require(position in ("learned", "sinusoidal"),
+                f"position must be 'learned' or 'sinusoidal', got {position!r}")
         self.vocab_size, self.context_length = vocab_size, context_length
         self.n_embd, self.position = n_embd, position
         self.wte = nn.Embedding(vocab_size, n_embd)

@@ -8,12 +8,13 @@ the context, and beam search equal to Hugging Face's. The command is `llmlib.cmd
 from __future__ import annotations
 
 import warnings
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from llmlib.checks import positive_int, prompt_rows
+from llmlib.checks import positive_int, prompt_rows, require
 from llmlib.gpt import GPT, eval_mode
 from llmlib.kvcache import (KVCache, decode_head, forward_cached, forward_static,
                             positions_of)
@@ -33,14 +34,14 @@ class Decoder:
     def __init__(self, model: GPT, rows: list[list[int]], use_cache: bool = True,
                  static: bool = False, cuda_graph: bool = False):
         device = model.lm_head.weight.device
-        if cuda_graph and device.type != "cuda":
-            raise ValueError(f"cuda_graph needs the model on a CUDA device, not {device.type}")
+        require(not cuda_graph or device.type == "cuda",
+                f"cuda_graph needs the model on a CUDA device, not {device.type}")
         self.model, self.use_cache = model, use_cache
         self.static, self.cuda_graph = static or cuda_graph, cuda_graph
         self.window = model.config.context_length
         if max(map(len, rows)) > self.window:
-            warnings.warn(f"a prompt is longer than the context ({self.window} tokens): the model "
-                          "sees its last tokens only", stacklevel=3)
+            warnings.warn(f"a prompt is longer than the context ({self.window} tokens): "
+                          "the model sees its last tokens only", stacklevel=3)
         width = max(map(len, rows))
         self.ids = torch.zeros(len(rows), width, dtype=torch.long, device=device)
         self.mask = torch.zeros(len(rows), width, dtype=torch.bool, device=device)
@@ -131,14 +132,14 @@ def _checked_settings(model: GPT, max_new_tokens: int, sampling: Sampling | None
                       settings: dict[str, Any], stop_tokens: Sequence[int]
                       ) -> tuple[Sampling, torch.Tensor]:
     """The sampler and the stop tokens (as a tensor on the model's device) of one call, checked."""
-    if sampling is not None and settings:
-        raise ValueError("pass either sampling=Sampling(...) or its fields, not both")
+    require(sampling is None or not settings,
+            "pass either sampling=Sampling(...) or its fields, not both")
     choose = sampling if sampling is not None else Sampling(**settings)
-    if type(max_new_tokens) is not int or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-    stops = torch.tensor(list(stop_tokens), dtype=torch.long, device=model.lm_head.weight.device)
-    if stops.numel() and not 0 <= int(stops.min()) <= int(stops.max()) < model.config.vocab_size:
-        raise ValueError(f"stop_tokens must be ids in [0, {model.config.vocab_size})")
+    require(type(max_new_tokens) is int and max_new_tokens >= 0,
+            f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    ids, V = list(stop_tokens), model.config.vocab_size
+    require(all(0 <= s < V for s in ids), f"stop_tokens must be ids in [0, {V})")
+    stops = torch.tensor(ids, dtype=torch.long, device=model.lm_head.weight.device)
     return choose, stops
 
 
@@ -192,8 +193,8 @@ def generate(model: GPT, prompt: Any, max_new_tokens: int, sampling: Sampling | 
     whole sequence (chapter 5's way). Past the context, the model sees the last tokens only:
     the cache then slides by half a context and re-encodes what it keeps. cuda_graph=True (CUDA
     only) replays each decode step as one captured CUDA graph (`Decoder`)."""
-    if stop_strings and tokenizer is None:
-        raise ValueError("stop_strings need the tokenizer (tokenizer=...) to read the text")
+    require(not stop_strings or tokenizer is not None,
+            "stop_strings need the tokenizer (tokenizer=...) to read the text")
     choose, stops = _checked_settings(model, max_new_tokens, sampling, settings, stop_tokens)
     read = prompt_rows(prompt, model.config.vocab_size)  # checked once, for the whole call
     new: list[list[int]] = [[] for _ in read.rows]
@@ -246,14 +247,14 @@ def beam_search(model: GPT, prompt: Sequence[int], max_new_tokens: int, num_beam
     positive_int("num_beams", num_beams)
     positive_int("max_new_tokens", max_new_tokens)
     read = prompt_rows(prompt, model.config.vocab_size)
-    if read.batched or read.array:
-        raise TypeError("beam_search takes one prompt, a list of token ids")
+    require(not (read.batched or read.array), "beam_search takes one prompt, a list of token ids",
+            TypeError)
     rows = read.rows
     T0, k = len(rows[0]), num_beams
-    if T0 + max_new_tokens > model.config.context_length:
-        raise ValueError(f"beam search keeps every beam in the context: prompt ({T0}) + "
-                         f"max_new_tokens ({max_new_tokens}) must be <= context_length "
-                         f"({model.config.context_length}); shorten one of them")
+    require(T0 + max_new_tokens <= model.config.context_length,
+            "beam search keeps every beam in the context: "
+            f"prompt ({T0}) + max_new_tokens ({max_new_tokens}) "
+            f"must be <= context_length ({model.config.context_length}); shorten one of them")
     device = model.lm_head.weight.device
     with eval_mode(model):
         cache, head = KVCache(model, 1, T0 + max_new_tokens), decode_head(model)

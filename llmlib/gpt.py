@@ -10,10 +10,10 @@ model costs. Loading Hugging Face GPT-2 checkpoints is in `llmlib.gpt2`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -69,18 +69,16 @@ class GPTConfig:
     def preset(cls, name: str, tokenizer: Any = None, **overrides: Any) -> GPTConfig:
         """A named configuration (see PRESETS) for a tokenizer, e.g. `GPTConfig.preset("small",
         tokenizer=tok)`: the vocabulary size is the tokenizer's, so the two cannot disagree."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        require(name in PRESETS, f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         values = {**PRESETS[name], **overrides}
         if tokenizer is not None:
-            if "vocab_size" in overrides and overrides["vocab_size"] != tokenizer.vocab_size:
-                raise ValueError(f"vocab_size={overrides['vocab_size']} disagrees with the "
-                                 f"tokenizer's {tokenizer.vocab_size}: pass one or the other")
+            V = overrides.get("vocab_size", tokenizer.vocab_size)
+            require(V == tokenizer.vocab_size,
+                    f"vocab_size={V} disagrees with the tokenizer's {tokenizer.vocab_size}: "
+                    "pass one or the other")
             values["vocab_size"] = tokenizer.vocab_size
-        if "vocab_size" not in values:
-            raise ValueError(f"the {name!r} preset has no vocabulary of its own: pass the "
-                             f"tokenizer (GPTConfig.preset({name!r}, tokenizer=tok)) or "
-                             f"vocab_size=...")
+        require("vocab_size" in values, f"the {name!r} preset has no vocabulary of its own: "
+                f"pass the tokenizer (GPTConfig.preset({name!r}, tokenizer=tok)) or vocab_size=...")
         return cls.from_dict(values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,8 +154,7 @@ class GPT(nn.Module):
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """GPT-2's initialization: N(0, 0.02) weights, zero biases, unit LayerNorms, and the
-        residual
-        projections (`c_proj`) scaled down by sqrt(2 * n_layer)."""
+        residual projections (`c_proj`) scaled down by sqrt(2 * n_layer)."""
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, mean=0.0, std=0.02)
@@ -214,13 +211,13 @@ class GPT(nn.Module):
         decoder (a KV cache, top-p, min-p, stops, prompts of any lengths); its tests check that
         the two give the same tokens."""
         read = prompt_rows(prompt, self.config.vocab_size)
-        if len({len(row) for row in read.rows}) > 1:
-            raise ValueError("GPT.generate takes prompts of one length; "
-                             "llmlib.generate.generate (chapter 7) takes any lengths")
-        if type(max_new_tokens) is not int or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-        if type(temperature) not in (int, float) or not 0 <= temperature < math.inf:
-            raise ValueError(f"temperature must be a number >= 0 (0: greedy), got {temperature!r}")
+        require(len({len(row) for row in read.rows}) == 1,
+                "GPT.generate takes prompts of one length; "
+                "llmlib.generate.generate (chapter 7) takes any lengths")
+        require(type(max_new_tokens) is int and max_new_tokens >= 0,
+                f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+        require(type(temperature) in (int, float) and 0 <= temperature < math.inf,
+                f"temperature must be a number >= 0 (0: greedy), got {temperature!r}")
         if top_k is not None:
             positive_int("top_k", top_k)
         idx = torch.tensor(read.rows, dtype=torch.long, device=self.lm_head.weight.device)
@@ -281,8 +278,7 @@ COMPONENT_PATTERNS = (("wte", "wte."), ("wpe", "wpe."), ("attention", ".attn."),
 
 def parameter_breakdown(source: GPTConfig | nn.Module) -> dict[str, int]:
     """Parameters per component of a GPT: counted by formula from a config, or from a model's real
-    tensors.
-    Keys: wte, wpe, attention, feed-forward, layer norms, lm_head (0 when tied), total."""
+    tensors. Keys: wte, wpe, attention, feed-forward, layer norms, lm_head (0 when tied), total."""
     if isinstance(source, GPTConfig):
         c, b = source, int(source.bias)
         C, L = c.n_embd, c.n_layer
@@ -291,13 +287,11 @@ def parameter_breakdown(source: GPTConfig | nn.Module) -> dict[str, int]:
                  "feed-forward": L * (8 * C * C + b * 5 * C),
                  "layer norms": (2 * L + 1) * (1 + b) * C, "lm_head": 0}
     else:
-        parts = dict.fromkeys(("wte", "wpe", "attention", "feed-forward", "layer norms", "lm_head"),
-                              0)
+        parts = dict.fromkeys((key for key, _ in COMPONENT_PATTERNS), 0)
         # a tied lm_head is listed once, as transformer.wte
         for name, p in source.named_parameters():
             key = next((k for k, pattern in COMPONENT_PATTERNS if pattern in name), None)
-            if key is None:
-                raise ValueError(f"parameter {name} belongs to no GPT component")
+            require(key is not None, f"parameter {name} belongs to no GPT component")
             parts[key] += p.numel()
     parts["total"] = sum(parts.values())
     return parts
@@ -322,9 +316,8 @@ def training_memory(source: GPTConfig | nn.Module | int,
 def measured_training_memory(model: nn.Module,
                              optimizer: torch.optim.Optimizer | None = None) -> dict[str, int]:
     """Bytes actually held by the model's parameters, their .grad, and the optimizer's
-    per-parameter state
-    (AdamW's exp_avg and exp_avg_sq; scalar step counters are left out), each tensor counted
-    once."""
+    per-parameter state (AdamW's exp_avg and exp_avg_sq; scalar step counters are left out), each
+    tensor counted once."""
     params = list(model.parameters())  # unique: a tied weight appears once
     nbytes = lambda t: t.numel() * t.element_size()  # noqa: E731
     parts = {"weights": sum(nbytes(p) for p in params),

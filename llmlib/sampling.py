@@ -8,13 +8,13 @@ measures that judge a decoding: the perplexity of its samples and their distinct
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from llmlib.checks import IGNORE_INDEX, positive_int
+from llmlib.checks import IGNORE_INDEX, positive_int, require
 from llmlib.gpt import eval_mode
 
 
@@ -60,6 +60,11 @@ def entropy_bits(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp.nan_to_num(neginf=0.0)).sum(dim=-1) / math.log(2)
 
 
+def _number(x: object) -> bool:
+    """An int or a float, and not a bool (which Python counts as an int)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 @dataclass(frozen=True)
 class Sampling:
     """How the next token is chosen. temperature == 0 is greedy (argmax); otherwise the logits are
@@ -72,23 +77,18 @@ class Sampling:
     min_p: float | None = None
 
     def __post_init__(self) -> None:
-        t = self.temperature
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not t >= 0 or t == math.inf:
-            raise ValueError(f"temperature must be a finite number >= 0 (0 is greedy), got {t!r}")
+        t, p, m = self.temperature, self.top_p, self.min_p
+        require(_number(t) and 0 <= t < math.inf,
+                f"temperature must be a finite number >= 0 (0 is greedy), got {t!r}")
         if self.top_k is not None:
             positive_int("top_k", self.top_k)
-        p = self.top_p
-        if p is not None and (isinstance(p, bool) or not isinstance(p, (int, float))
-                              or not 0 < p <= 1):
-            raise ValueError(f"top_p must be in (0, 1] (1 keeps every token), got {p!r}")
-        m = self.min_p
-        if m is not None and (isinstance(m, bool) or not isinstance(m, (int, float))
-                              or not 0 <= m <= 1):
-            raise ValueError(f"min_p must be in [0, 1] (0 keeps every token), got {m!r}")
-        if t == 0 and (self.top_k, self.top_p, self.min_p) != (None, None, None):
-            raise ValueError("top_k, top_p and min_p filter a distribution to sample from, but "
-                             "temperature 0 is greedy: set temperature > 0 to sample, or drop "
-                             "the filters")
+        require(p is None or _number(p) and 0 < p <= 1,
+                f"top_p must be in (0, 1] (1 keeps every token), got {p!r}")
+        require(m is None or _number(m) and 0 <= m <= 1,
+                f"min_p must be in [0, 1] (0 keeps every token), got {m!r}")
+        require(t > 0 or (self.top_k, p, m) == (None, None, None),
+                "top_k, top_p and min_p filter a distribution to sample from, "
+                "but temperature 0 is greedy: set temperature > 0 to sample, or drop the filters")
 
     @property
     def greedy(self) -> bool:
@@ -123,8 +123,8 @@ def sample_perplexity(model: torch.nn.Module, prompt_ids: Sequence[int],
     (unfiltered, temperature 1): low means the model finds the text likely. Both fit the
     context together."""
     ids = list(prompt_ids) + list(continuation_ids)
-    if not continuation_ids or len(ids) > model.config.context_length + 1:
-        raise ValueError("need 1 <= continuation and prompt + continuation <= context + 1 tokens")
+    require(bool(continuation_ids) and len(ids) <= model.config.context_length + 1,
+            "need 1 <= continuation and prompt + continuation <= context + 1 tokens")
     device = next(model.parameters()).device
     x = torch.tensor([ids[:-1]], device=device)
     targets = torch.tensor([ids[1:]], device=device)

@@ -14,11 +14,13 @@ import base64
 import functools
 import hashlib
 import json
+from collections.abc import Sequence
 from importlib import resources
-from typing import Sequence
 
 import numpy as np
 from torch import Tensor
+
+from llmlib.checks import require
 
 
 def _as_float32(weights: Tensor | np.ndarray) -> np.ndarray:
@@ -31,31 +33,29 @@ def attention_stack(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray]
                     tokens: Sequence[str]) -> np.ndarray:
     """The weights as one float32 array (L, H, T, T), checked against the T tokens.
 
-    Accepts a tensor or array (L, H, T, T), a single layer (H, T, T), or a list of L layers (H, T,
-    T) (e.g. what a model returns per block). Select the batch element before calling.
+    Accepts a tensor or array (L, H, T, T), a single layer (H, T, T), or a list of L layers of
+    shape (H, T, T) (e.g. what a model returns per block). Select the batch element before calling.
     """
     if isinstance(weights, (list, tuple)):
-        if not weights:
-            raise ValueError("weights is an empty list: pass one (H, T, T) tensor per layer")
+        require(bool(weights), "weights is an empty list: pass one (H, T, T) tensor per layer")
         layers = [_as_float32(w) for w in weights]
-        if any(a.shape != layers[0].shape for a in layers):
-            raise ValueError(f"all layers must have the same (H, T, T) shape, got "
-                             f"{[a.shape for a in layers]}")
+        shapes = [a.shape for a in layers]
+        require(len(set(shapes)) == 1,
+                f"all layers must have the same (H, T, T) shape, got {shapes}")
         arr = np.stack(layers)
     else:
         arr = _as_float32(weights)
     if arr.ndim == 3:
         arr = arr[None]
-    if arr.ndim != 4 or arr.shape[-1] != arr.shape[-2]:
-        raise ValueError(f"weights must be (L, H, T, T) or a list of (H, T, T) with the batch "
-                         f"already selected, got shape {arr.shape}")
+    require(arr.ndim == 4 and arr.shape[-1] == arr.shape[-2],
+            "weights must be (L, H, T, T) or a list of (H, T, T) with the batch already selected, "
+            f"got shape {arr.shape}")
     tokens = list(tokens)
-    if arr.shape[-1] != len(tokens):
-        raise ValueError(f"weights cover T = {arr.shape[-1]} positions but {len(tokens)} tokens "
-                         f"were given")
-    if not np.isfinite(arr).all() or arr.min() < -1e-6 or arr.max() > 1 + 1e-6:
-        raise ValueError("attention weights must be finite and in [0, 1] (softmax outputs); got "
-                         "NaN/inf or values outside that range")
+    require(arr.shape[-1] == len(tokens),
+            f"weights cover T = {arr.shape[-1]} positions but {len(tokens)} tokens were given")
+    require(bool(np.isfinite(arr).all()) and arr.min() >= -1e-6 and arr.max() <= 1 + 1e-6,
+            "attention weights must be finite and in [0, 1] (softmax outputs); "
+            "got NaN/inf or values outside that range")
     return arr.astype(np.float32)
 
 
@@ -122,16 +122,18 @@ def attention_html(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray],
     data = json.dumps(payload, ensure_ascii=True, separators=(",", ":"))
     if element_id is None:
         element_id = "llmlib-attn-" + hashlib.sha256(data.encode("ascii")).hexdigest()[:12]
-    elif not element_id.replace("-", "").replace("_", "").isalnum() or not element_id[0].isalpha():
-        raise ValueError(f"element_id must start with a letter and use only letters, digits, - and "
-                         f"_, got {element_id!r}")
+    else:
+        plain = element_id.replace("-", "").replace("_", "").isalnum()
+        require(plain and element_id[0].isalpha(),
+                "element_id must start with a letter and use only letters, digits, - and _, "
+                f"got {element_id!r}")
     data = data.replace("</", "<\\/")  # a token "</script>" cannot end the data block
     return (f'<div id="{element_id}" class="llmlib-attn">\n'
             f"<style>{_CSS.format(id=element_id)}</style>\n"
             f'<script type="application/json" id="{element_id}-data">{data}</script>\n'
-            f"<noscript>This attention view needs JavaScript.</noscript>\n</div>\n"
+            "<noscript>This attention view needs JavaScript.</noscript>\n</div>\n"
             f"<script>\n{view_script()}llmlibAttentionView({json.dumps(element_id)});\n"
-            f"</script>\n")
+            "</script>\n")
 
 
 def show_attention(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray],
@@ -147,9 +149,8 @@ def show_attention(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray],
 def attention_explorer(weights: Tensor | np.ndarray | Sequence[Tensor | np.ndarray],
                        tokens: Sequence[str]):
     """A live ipywidgets explorer: choose layer, head (or their mean) and query token; see the
-    heatmap
-    and the chosen token's weights. Uses only APIs shared by ipywidgets 7.7.1 and 8.x. Returns a
-    VBox."""
+    heatmap and the chosen token's weights. Uses only APIs shared by ipywidgets 7.7.1 and 8.x.
+    Returns a VBox."""
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
 
