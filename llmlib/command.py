@@ -56,7 +56,7 @@ def dispatch(commands: Sequence[Command], argv: Sequence[str] | None = None) -> 
         return 2
     try:
         return args.command.run(args)
-    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
+    except (ValueError, FileNotFoundError, FloatingPointError) as err:  # not bugs
         print(f"llmlib: error: {err}", file=sys.stderr)
         return 2
 
