@@ -84,12 +84,11 @@ def train_for(shape: Shape, corpus: Corpus, seconds: float, batch_size: int) -> 
                                     context_length=shape.context_length)
     settings = dict(batch_size=batch_size, lr=2e-3 if shape.n_embd <= 256 else 1e-3,
                     warmup_steps=50, eval_batches=20, weight_decay=0.1)
-    probe_steps = 20
-    seed_everything()
-    probe = {**settings, "warmup_steps": 2, "eval_batches": 1, "eval_interval": probe_steps}
-    timed = pretrain(model_config, TrainConfig(max_steps=probe_steps, **probe), corpus=corpus,
-                     progress=False).evals["seconds"]  # at step 0 and at the end
-    per_step = (timed[-1] - timed[0]) / probe_steps
+    seed_everything()  # a probe of 3 x 15 steps; the first 15 warm up (allocator, threads)
+    probe = {**settings, "warmup_steps": 2, "eval_batches": 1, "eval_interval": 15}
+    timed = pretrain(model_config, TrainConfig(max_steps=45, **probe), corpus=corpus,
+                     progress=False).evals["seconds"]  # after steps 0, 15, 30 and 45
+    per_step = (timed[-1] - timed[1]) / 30
     steps = max(20, int(seconds / per_step))
     seed_everything()
     settings["warmup_steps"] = min(settings["warmup_steps"], steps // 10)
@@ -126,11 +125,12 @@ def main() -> None:
         print(f"  done {args_text(shape)}: val {row['val']:.3f} ({row['bpb']:.3f} bits per byte, "
               f"{row['steps']} steps in {row['wall']:.0f} s)", flush=True)
     print(f"\n{'shape (L x C x T)':22s} {'tokens':>6s} {'params':>8s} {'steps':>6s} "
-          f"{'tok/s':>8s} {'val loss':>8s} {'bits/byte':>9s}")
+          f"{'minutes':>7s} {'tok/s':>8s} {'val loss':>8s} {'bits/byte':>9s}")
     for row in sorted(rows, key=lambda r: r["bpb"]):
         s = row["shape"]
         print(f"{s.n_layer} x {s.n_embd} x {s.context_length:<12d} {s.tokenizer:>6s} "
-              f"{row['params'] / 1e6:7.2f}M {row['steps']:6d} {row['tokens_per_s']:8,.0f} "
+              f"{row['params'] / 1e6:7.2f}M {row['steps']:6d} {row['wall'] / 60:7.1f} "
+              f"{row['tokens_per_s']:8,.0f} "
               f"{row['val']:8.3f} {row['bpb']:9.3f}")
 
 
