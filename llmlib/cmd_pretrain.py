@@ -41,7 +41,7 @@ HELPS = {"config": "a JSON object of settings (flag names with _)",
 
 def add_pretrain_flags(parser: argparse.ArgumentParser) -> None:
     from llmlib.gpt import PRESETS, GPTConfig
-    from llmlib.train import DTYPES, SCHEDULES, TrainConfig
+    from llmlib.train import DTYPES, SCHEDULES, SPLITS, TrainConfig
 
     parser.description = ("Train a GPT on Shakespeare (whole works held out). Every model and "
                           "training setting is a flag or a key of --config; also under torchrun "
@@ -50,7 +50,8 @@ def add_pretrain_flags(parser: argparse.ArgumentParser) -> None:
     add_flags(parser.add_argument_group("model (GPTConfig)"), GPTConfig, only=MODEL_FLAGS,
               helps=HELPS)
     add_flags(parser.add_argument_group("training (TrainConfig)"), TrainConfig,
-              choices={"tokenizer": ("char", "bpe"), "schedule": SCHEDULES, "dtype": DTYPES})
+              choices={"tokenizer": ("char", "bpe"), "split": SPLITS, "schedule": SCHEDULES,
+                       "dtype": DTYPES})
 
 
 def settings_from_args(args: argparse.Namespace

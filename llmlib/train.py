@@ -25,11 +25,12 @@ import torch.nn as nn
 from llmlib.bpe import BPETokenizer
 from llmlib.checks import dataclass_fields, positive_int
 from llmlib.corpus import list_works
-from llmlib.data import encode_documents, split_by_works, to_device
+from llmlib.data import TEST_WORKS, VAL_WORKS, encode_documents, split_by_works, to_device
 from llmlib.device import model_device
 from llmlib.gpt import GPT, GPTConfig, eval_mode, load_model
 from llmlib.tokenizers import ENDOFTEXT, CharTokenizer
 
+SPLITS = ("book", "random")
 SCHEDULES = ("cosine", "wsd", "constant")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -40,7 +41,8 @@ class TrainConfig:
 
     tokenizer: str = "char"  # "char" (one id per character) or "bpe" (chapter 1's, trained here)
     bpe_vocab_size: int = 1024
-    val_fraction: float = 0.1  # whole works held out (chapter 2), chosen with split_seed
+    split: str = "book"  # "book": chapter 2's VAL_WORKS validate, TEST_WORKS are left out
+    val_fraction: float = 0.1  # split="random": whole works held out, chosen with split_seed
     split_seed: int = 0
     batch_size: int = 12  # sequences per micro-step (per process under torchrun)
     grad_accum: int = 1  # micro-steps per optimizer step
@@ -66,6 +68,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.tokenizer not in ("char", "bpe"):
             raise ValueError(f"tokenizer must be 'char' or 'bpe', got {self.tokenizer!r}")
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.dtype not in DTYPES:
@@ -126,13 +130,17 @@ def load_corpus(cfg: TrainConfig, tokenizer: Any = None,
                 data_dir: str | Path | None = None) -> Corpus:
     """Shakespeare, split by whole works (chapter 2), encoded with `tokenizer`, or else a
     character tokenizer (its alphabet from the whole corpus) or chapter 1's BPE trained on the
-    training works, as `cfg.tokenizer` says."""
-    train_works, val_works = split_by_works(list_works(data_dir=data_dir), cfg.val_fraction,
-                                            seed=cfg.split_seed)
+    training works, as `cfg.tokenizer` says. The book's split leaves TEST_WORKS out altogether."""
+    works = list_works(data_dir=data_dir)
+    if cfg.split == "book":
+        kept = [w for w in works if w.slug not in TEST_WORKS]
+        train_works, val_works = split_by_works(kept, val_slugs=VAL_WORKS)
+    else:
+        train_works, val_works = split_by_works(works, cfg.val_fraction, seed=cfg.split_seed)
     train_texts = [w.read() for w in train_works]
     val_texts = [w.read() for w in val_works]
-    if tokenizer is None and cfg.tokenizer == "char":
-        tokenizer = CharTokenizer.from_text("".join(train_texts + val_texts), [ENDOFTEXT])
+    if tokenizer is None and cfg.tokenizer == "char":  # the alphabet of every work, test included
+        tokenizer = CharTokenizer.from_text("".join(w.read() for w in works), [ENDOFTEXT])
     elif tokenizer is None:
         tokenizer = BPETokenizer.train("\n\n".join(train_texts), cfg.bpe_vocab_size)
     eot = tokenizer.special_tokens[ENDOFTEXT]
