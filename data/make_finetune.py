@@ -8,11 +8,14 @@ Two datasets, each split by whole works (no work is on two sides, chapter 2's ru
 - genre_{train,val,test}.json: passages of PASSAGE_CHARS characters, each starting at a line, as
   {"text", "label", "work"} records, the label being the work's genre;
 - instruct_{train,val,test}.json: Alpaca-style {"instruction", "input", "output", "task", "work"}
-  records for three tasks a small model can learn: a play passage's genre, who speaks first in a
-  short exchange, and which word was blanked out of a line.
+  records for three tasks: a play passage's genre (comedy, history or tragedy, equally often, so
+  that always answering one scores a third), which word was blanked out of a line, and which play
+  a passage comes from. The first two ask about works of the split; the third asks about the
+  training works, which the course model read in pretraining: its questions are passages from
+  disjoint stretches of each play (held-out questions, not held-out works).
 
-The held-out works (VAL_WORKS, TEST_WORKS) are chosen by hand so that every genre has some; chapter
-8 pretrains its model on the training works only, so it never reads a test work.
+The held-out works (chapter 2's VAL_WORKS and TEST_WORKS) are chosen by hand so that every genre has
+some; the course model is pretrained on the other works only, so it never reads a test work.
 """
 
 from __future__ import annotations
@@ -27,21 +30,22 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 from llmlib.corpus import list_works  # noqa: E402
+from llmlib.data import TEST_WORKS, VAL_WORKS  # noqa: E402
 
 OUT = HERE / "finetune"
 SEED = 8
-VAL_WORKS = ("as_you_like_it", "midsummer_nights_dream", "othello", "richard_ii",
-             "lovers_complaint")
-TEST_WORKS = ("tempest", "twelfth_night", "merchant_of_venice", "hamlet", "macbeth", "henry_v",
-              "richard_iii", "sonnets")
 PASSAGE_CHARS = 256
 PASSAGES = {"train": 40, "val": 30, "test": 60}  # per work, at most
-QUESTIONS = {"train": 700, "val": 60, "test": 100}  # per task, over all the split's works
+QUESTIONS = {"train": 500, "val": 60, "test": 200}  # per task, over all the split's works
+QUESTION_CHARS = 150  # a genre or play question's passage: prompt and answer fit 256 characters
+STRETCH = 2000  # the play task gives each stretch of this many characters to one split
+STRETCH_SPLITS = ("train",) * 8 + ("val", "test")
 INSTRUCTIONS = {
     "genre": "Is this passage from a comedy, a history or a tragedy?",
-    "speaker": "Who speaks first in this passage?",
     "cloze": "Which word is missing?",
+    "play": "Which play is this passage from?",
 }
+PLAY_GENRES = ("comedy", "history", "tragedy")
 BLANK = "____"
 # A speech starts with its speaker's name alone on a line, ending in a period ("Ber.", "HELENA."),
 # or in capitals without one (A Midsummer Night's Dream's "THESEUS").
@@ -70,31 +74,29 @@ def passages(text: str, n: int, rng: random.Random) -> list[str]:
     return chosen
 
 
-def speeches(text: str) -> list[tuple[str, str]]:
-    """(speaker, speech) pairs of a play, in order; a poem has none."""
-    found = []
-    for block in text.split("\n\n"):
-        lines = block.strip("\n").split("\n")
-        match = HEADER.match(lines[0]) if len(lines) > 1 else None
-        if match and not lines[0].startswith(("ACT", "SCENE", "Scene")):
-            found.append((match.group(1) or match.group(2), "\n".join(lines[1:])))
-    return found
-
-
 def genre_question(text: str, genre: str, rng: random.Random) -> tuple[str, str]:
     start = rng.choice(line_starts(text))
-    return text[start:start + 200], genre
+    return text[start:start + QUESTION_CHARS], genre
 
 
-def speaker_question(play: list[tuple[str, str]], rng: random.Random) -> tuple[str, str] | None:
-    """Two to four speeches in a row by two speakers or more, at most 160 characters; the answer
-    is the first speaker's name, as the text writes it."""
-    first = rng.randrange(len(play) - 4)
-    picked = play[first:first + rng.randint(2, 4)]
-    if len({name for name, _ in picked}) < 2:
-        return None
-    exchange = "\n".join(f"{name}.\n{speech.strip()}" for name, speech in picked)
-    return (exchange, picked[0][0]) if len(exchange) <= 160 else None
+def spoken_lines(text: str) -> str:
+    """The text without its speakers' names, stage directions in brackets or blank lines: what
+    the characters say, so that the play must be recognized from the words, not a name."""
+    kept = [line for line in text.splitlines()
+            if line.strip() and not HEADER.match(line.strip())
+            and not line.strip().startswith(("[", "ACT", "SCENE", "Scene", "Enter", "Exit"))]
+    return "\n".join(kept)
+
+
+def play_question(text: str, split: str, rng: random.Random) -> str | None:
+    """QUESTION_CHARS of spoken lines from a stretch of the play that belongs to `split`."""
+    spoken = spoken_lines(text)
+    stretches = [k for k in range(len(spoken) // STRETCH)
+                 if STRETCH_SPLITS[k % len(STRETCH_SPLITS)] == split]
+    start = rng.choice(stretches) * STRETCH + rng.randrange(STRETCH - QUESTION_CHARS)
+    start = spoken.find("\n", start) + 1  # from the start of a line
+    passage = spoken[start:start + QUESTION_CHARS]
+    return passage if start > 0 and len(passage) == QUESTION_CHARS else None
 
 
 def cloze_question(text: str, rng: random.Random) -> tuple[str, str] | None:
@@ -108,21 +110,27 @@ def cloze_question(text: str, rng: random.Random) -> tuple[str, str] | None:
     return line[:word.start()] + BLANK + line[word.end():], word.group()
 
 
-def instruct_records(works: list, n_per_task: int, rng: random.Random) -> list[dict]:
-    texts = {w.slug: w.read() for w in works}
-    plays = [w for w in works if w.genre != "poem"]
+def instruct_records(works: list, training_works: list, split: str, n_per_task: int,
+                     rng: random.Random) -> list[dict]:
+    """The split's questions: genre and cloze from its own works, play from the training works'
+    stretches that belong to the split."""
+    texts = {w.slug: w.read() for w in works + training_works}
+    by_genre = {g: [w for w in works if w.genre == g] for g in PLAY_GENRES}
+    plays = [w for w in training_works if w.genre != "poem"]
     records = []
     for task in INSTRUCTIONS:
         made = 0
         while made < n_per_task:
-            work = rng.choice(plays if task in ("genre", "speaker") else works)
-            text = texts[work.slug]
-            if task == "genre":
-                qa = genre_question(text, work.genre, rng)
-            elif task == "speaker":
-                qa = speaker_question(speeches(text), rng)
+            if task == "genre":  # each genre equally often
+                work = rng.choice(by_genre[PLAY_GENRES[made % len(PLAY_GENRES)]])
+                qa = genre_question(texts[work.slug], work.genre, rng)
+            elif task == "cloze":
+                work = rng.choice(works)
+                qa = cloze_question(texts[work.slug], rng)
             else:
-                qa = cloze_question(text, rng)
+                work = rng.choice(plays)
+                passage = play_question(texts[work.slug], split, rng)
+                qa = None if passage is None else (passage, work.title)
             if qa is None:
                 continue
             records.append({"instruction": INSTRUCTIONS[task], "input": qa[0], "output": qa[1],
@@ -144,7 +152,9 @@ def build() -> dict[str, list[dict]]:
         files[f"genre_{split}.json"] = [
             {"text": p, "label": w.genre, "work": w.slug}
             for w in members for p in passages(w.read(), PASSAGES[split], rng)]
-        files[f"instruct_{split}.json"] = instruct_records(members, QUESTIONS[split], rng)
+        training = [w for w in works if split_of[w.slug] == "train"]
+        files[f"instruct_{split}.json"] = instruct_records(members, training, split,
+                                                           QUESTIONS[split], rng)
     return files
 
 
