@@ -34,6 +34,7 @@ class FinetuneFlags:
     lora_rank: int = 0
     lora_alpha: float | None = None
     freeze_layers: int = 0
+    pooling: str = "last"
     config: Path | None = None
     device: str | None = None
 
@@ -48,6 +49,7 @@ HELPS = {"task": 'classify: records {"text", "label"}; instruct: {"input", "outp
          "lora_rank": "train rank-R LoRA adapters instead of the weights (0: off)",
          "lora_alpha": "LoRA's scale numerator (default 2 x rank)",
          "freeze_layers": "freeze the embeddings and the first N blocks (0: train all)",
+         "pooling": "classify: the last token's hidden state, or the mean over the tokens",
          "config": "a JSON object of settings (flag names with _; not out or device)",
          "device": "cpu, cuda, cuda:N or mps (default: the fastest here)",
          "epochs": "passes over the data",
@@ -58,7 +60,7 @@ HELPS = {"task": 'classify: records {"text", "label"}; instruct: {"input", "outp
 
 
 def add_finetune_flags(parser: argparse.ArgumentParser) -> None:
-    from llmlib.finetune import FinetuneConfig
+    from llmlib.finetune import POOLINGS, FinetuneConfig
     from llmlib.tasks import TASKS
 
     parser.description = ("Finetune a model saved by GPT.save (or a pretrain run's best/ or "
@@ -66,7 +68,7 @@ def add_finetune_flags(parser: argparse.ArgumentParser) -> None:
                           "training starts; the best weights by validation loss are written to "
                           "--out, which GPT.load (and `llmlib generate`, for --task instruct) "
                           "reads like a pretrained model.")
-    add_flags(parser, FinetuneFlags, helps=HELPS, choices={"task": TASKS})
+    add_flags(parser, FinetuneFlags, helps=HELPS, choices={"task": TASKS, "pooling": POOLINGS})
     add_flags(parser.add_argument_group("training (FinetuneConfig)"), FinetuneConfig,
               helps=HELPS)
 
@@ -175,7 +177,8 @@ def _task_model(flags: FinetuneFlags, gpt: GPT, labels: list[str], train: list[A
     from llmlib.lora import add_lora
 
     torch.manual_seed(seed)  # the head and the adapters start the same every run
-    model: nn.Module = GPTClassifier(gpt, labels) if flags.task == "classify" else gpt
+    model: nn.Module = (GPTClassifier(gpt, labels, flags.pooling) if flags.task == "classify"
+                        else gpt)
     if flags.lora_rank:
         add_lora(gpt, flags.lora_rank, flags.lora_alpha)
         if flags.task == "classify":

@@ -22,24 +22,37 @@ from llmlib.gpt import GPT
 from llmlib.tasks import PROMPT_TEMPLATE, collate_classify
 
 FINETUNE_FILE, HEAD_FILE = META_FILE, "classifier.safetensors"
+POOLINGS = ("last", "mean")
+
+
+def pool(hidden: torch.Tensor, lengths: torch.Tensor, pooling: str) -> torch.Tensor:
+    """(B, T, C) hidden states of right-padded rows, (B,) real lengths -> (B, C): the state of
+    the last real token ("last") or the mean over the real tokens ("mean")."""
+    lengths = lengths.to(hidden.device)
+    if pooling == "last":
+        return hidden[torch.arange(len(hidden), device=hidden.device), lengths - 1]
+    real = torch.arange(hidden.shape[1], device=hidden.device)[None, :] < lengths[:, None]
+    return (hidden * real[..., None]).sum(1) / lengths[:, None]
 
 
 class GPTClassifier(nn.Module):
-    """A GPT whose LM head is replaced, for the task, by `score`: a linear map from the final
-    hidden state of the last real token (it has read the whole text; the causal mask keeps the
-    padding after it out of sight) to one logit per label. (B, T), lengths (B,) -> (B, n_labels)."""
+    """A GPT whose LM head is replaced, for the task, by `score`: a linear map from the pooled
+    final hidden states (`pool`: the last real token's, which has read the whole text, or their
+    mean; the causal mask keeps the padding after them out of sight) to one logit per label.
+    (B, T), lengths (B,) -> (B, n_labels)."""
 
-    def __init__(self, gpt: GPT, labels: Sequence[str]):
+    def __init__(self, gpt: GPT, labels: Sequence[str], pooling: str = "last"):
         super().__init__()
         if len(set(labels)) != len(labels) or len(labels) < 2:
             raise ValueError(f"a classifier needs two or more distinct labels, got {labels!r}")
-        self.gpt, self.labels = gpt, list(labels)
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.gpt, self.labels, self.pooling = gpt, list(labels), pooling
         self.score = nn.Linear(gpt.config.n_embd, len(labels)).to(gpt.lm_head.weight.device)
 
     def features(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """(B, C): the final hidden state at position lengths - 1 of each row."""
-        hidden = self.gpt.transformer(idx)  # (B, T, C)
-        return hidden[torch.arange(len(idx), device=idx.device), lengths.to(idx.device) - 1]
+        """(B, C): the pooled final hidden states of each row."""
+        return pool(self.gpt.transformer(idx), lengths, self.pooling)  # (B, T, C) -> (B, C)
 
     def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.score(self.features(idx, lengths))
@@ -59,7 +72,7 @@ class GPTClassifier(nn.Module):
     def save(self, directory: str | Path, tokenizer: Any = None, **info: Any) -> Path:
         """The GPT with finetune.json (the labels, and `info`), as `llmlib.checkpoint.save_model`
         writes them, and the head (classifier.safetensors)."""
-        meta = {"task": "classify", "labels": self.labels, **info}
+        meta = {"task": "classify", "labels": self.labels, "pooling": self.pooling, **info}
         directory = save_model(directory, self.gpt, tokenizer, meta)
         write_weights(directory / HEAD_FILE, self.score.state_dict())
         return directory
@@ -73,7 +86,8 @@ class GPTClassifier(nn.Module):
             raise FileNotFoundError(f"{directory} holds no classifier "
                                     f"({HEAD_FILE} and {FINETUNE_FILE}): pass a folder written "
                                     "by GPTClassifier.save or `llmlib finetune --task classify`")
-        model = cls(GPT.load(directory), read_meta(directory).get("labels", []))
+        meta = read_meta(directory)
+        model = cls(GPT.load(directory), meta.get("labels", []), meta.get("pooling", "last"))
         model.score.load_state_dict(read_weights(directory / HEAD_FILE))
         return model.to(device).eval() if device is not None else model.eval()
 

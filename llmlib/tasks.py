@@ -7,6 +7,7 @@ match) that judge a finetuned model."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
@@ -181,3 +182,15 @@ def answer(model: GPT, tokenizer: Any, prompts: Sequence[str], max_new_tokens: i
 
 def exact_match(answers: Sequence[str], records: Sequence[dict]) -> float:
     return sum(a == r["output"].strip() for a, r in zip(answers, records)) / max(1, len(records))
+
+
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of the proportion hits / n (95 % for z = 1.96): the p for which
+    the score test |hits / n - p| / sqrt(p (1 - p) / n) stays below z. Unlike p ± z sqrt(p (1 - p)
+    / n), it stays inside [0, 1] and is not empty at 0 hits, which small test sets need."""
+    if not 0 <= hits <= n or n == 0:
+        raise ValueError(f"need 0 <= hits <= n and n > 0, got hits={hits}, n={n}")
+    p, z2 = hits / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
