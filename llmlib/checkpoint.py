@@ -8,20 +8,27 @@ A folder holds `model.safetensors` (the weights, the tied head once), `config.js
 and `finetune.json` for a finetuned model (chapter 8: a classifier's labels, an instruction
 model's prompt template). Nothing here imports torch at import time, so the NumPy appendix reads
 the same folders; `llmlib.gpt.load_model` builds the torch model from them.
+
+The course ships trained models in `<data dir>/models/<name>/` (the data dir of
+`llmlib.corpus.find_data_dir`): `model_folder("course")` finds one by its name.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from llmlib.corpus import find_data_dir
 from llmlib.files import atomic_write, read_json, write_json
 from llmlib.tokenizers import Tokenizer
 
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 TOKENIZER_FILE, META_FILE = "tokenizer.json", "finetune.json"
 PLAIN_TEMPLATE = "{prompt}"  # a pretrained model reads its prompt as it is
+MODELS_DIR = "models"  # the shipped models' folder, inside the data dir
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")  # what a weight may be stored as
 # the fixes the errors below suggest
 FOLDER_HINT = ("pass a folder written by GPT.save "
                "(GPT-2 checkpoints load with llmlib.gpt2.load_gpt2)")
@@ -86,7 +93,8 @@ def read_config(directory: str | Path) -> dict[str, Any]:
 
 def check_weights(directory: str | Path, weights: Mapping[str, Any],
                   shapes: Mapping[str, tuple[int, ...]]) -> None:
-    """Raise unless `weights` holds exactly the tensors named in `shapes`, each of that shape."""
+    """Raise unless `weights` holds exactly the tensors named in `shapes`, each of that shape
+    and of a float type (any: the loaders cast to their own, so float16 files load)."""
     problems = []
     if set(shapes) - set(weights):
         problems.append(f"missing {sorted(set(shapes) - set(weights))}")
@@ -94,9 +102,54 @@ def check_weights(directory: str | Path, weights: Mapping[str, Any],
         problems.append(f"unexpected {sorted(set(weights) - set(shapes))}")
     problems += [f"{k}: {tuple(weights[k].shape)} but config.json implies {tuple(shape)}"
                  for k, shape in shapes.items() if k in weights and weights[k].shape != shape]
+    problems += [f"{k}: {_dtype(w)} where a float type ({', '.join(FLOAT_DTYPES)}) is expected"
+                 for k, w in weights.items() if _dtype(w) not in FLOAT_DTYPES]
     if problems:
         raise ValueError(f"{directory}: the weights do not fit config.json "
                          f"({'; '.join(problems)})")
+
+
+def _dtype(tensor: Any) -> str:
+    """A torch tensor's or a NumPy array's dtype by name: "float16", "int64"..."""
+    return str(tensor.dtype).removeprefix("torch.")
+
+
+def shipped_models() -> dict[str, Path]:
+    """The models shipped with the course, name -> folder: the folders of `<data dir>/models/`
+    that hold a config.json ({} when there is no data dir or no models folder)."""
+    try:
+        root = find_data_dir() / MODELS_DIR
+    except FileNotFoundError:  # an install without the corpus ships no models either
+        return {}
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if (p / CONFIG_FILE).is_file()}
+
+
+def model_folder(name_or_path: str | Path) -> Path:
+    """The folder of a model: `name_or_path` itself when it is a folder, or when it is a path
+    (the loaders then say which file is missing); else the shipped model of that bare name,
+    `<data dir>/models/<name>/`. An unknown bare name is an error listing the shipped models."""
+    path = Path(name_or_path)
+    text = str(name_or_path)
+    separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    if path.is_dir() or any(s in text for s in separators):
+        return path
+    shipped = shipped_models()
+    if text in shipped:
+        return shipped[text]
+    listed = (", ".join(f"{name} ({_shown(folder)})" for name, folder in shipped.items())
+              or "none found (set LLMLIB_DATA to the data folder that holds models/)")
+    raise FileNotFoundError(f"{text!r} is neither a model folder nor a shipped model; "
+                            f"shipped models: {listed}")
+
+
+def _shown(folder: Path) -> str:
+    """`folder` relative to the working directory when it is inside it: shorter to read."""
+    try:
+        return str(folder.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(folder)
 
 
 def read_tokenizer(directory: str | Path) -> Tokenizer:

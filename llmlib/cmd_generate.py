@@ -41,7 +41,7 @@ class GenerateFlags:
     cuda_graph: bool = False
 
 
-HELPS = {"model": "the model folder, e.g. runs/x/best",
+HELPS = {"model": "the model folder or a shipped model's name, e.g. course",
          "prompt": "the text to continue (default: read standard input)",
          "max_new_tokens": "tokens to add", "temperature": "0 is greedy",
          "top_k": "sample among the k most likely tokens",
@@ -56,7 +56,8 @@ HELPS = {"model": "the model folder, e.g. runs/x/best",
 
 def add_generate_flags(parser: argparse.ArgumentParser) -> None:
     parser.description = ("Continue a prompt with a model saved by GPT.save or `llmlib pretrain` "
-                          "(its folder holds model.safetensors, config.json, tokenizer.json). "
+                          "(its folder holds model.safetensors, config.json, tokenizer.json), "
+                          "or with a model shipped with the course (--model course). "
                           "Without --prompt, every line of standard input is a prompt.")
     add_flags(parser, GenerateFlags, helps=HELPS)
 

@@ -20,8 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llmlib.blocks import LayerNorm, TransformerBlock
-from llmlib.checkpoint import (WEIGHTS_FILE, check_weights, read_config, read_meta,
-                               read_tokenizer, read_weights, save_model)
+from llmlib.checkpoint import (WEIGHTS_FILE, check_weights, model_folder, read_config,
+                               read_meta, read_tokenizer, read_weights, save_model)
 from llmlib.checks import (IGNORE_INDEX, dataclass_fields, dropout_rate, head_size,
                            positive_int, prompt_rows, require)
 from llmlib.embedding import GPTEmbedding
@@ -247,14 +247,16 @@ class GPT(nn.Module):
     @classmethod
     def load(cls, directory: str | Path, device: torch.device | str | None = None) -> GPT:
         """The model that `save` wrote to `directory`, bit for bit, in eval mode (no pickle is
-        read: weights come from safetensors, the config from JSON). `load_model` also returns the
-        tokenizer and a finetuned model's finetune.json."""
+        read: weights come from safetensors, the config from JSON). Weights stored in another
+        float type (a shipped model's float16) are cast to float32 as they load. `load_model`
+        also returns the tokenizer and a finetuned model's finetune.json."""
         config = GPTConfig.from_dict(read_config(directory))
         weights = read_weights(Path(directory) / WEIGHTS_FILE)
         with torch.device("meta"):  # shapes only: no memory, no initialization
             shapes = {k: v.shape for k, v in cls(config).state_dict().items()
                       if k != "lm_head.weight"}
         check_weights(directory, weights, shapes)
+        weights = {k: v.float() for k, v in weights.items()}  # float16 on disk, float32 here
         model = cls(config)
         model.load_state_dict({**weights, "lm_head.weight": weights["transformer.wte.weight"]})
         return model.to(device).eval() if device is not None else model.eval()
@@ -264,11 +266,13 @@ def load_model(path: str | Path, device: torch.device | str | None = None
                ) -> tuple[GPT, Tokenizer, dict[str, Any]]:
     """The model, its tokenizer and its finetune.json (a dict, {} for a pretrained model) from a
     folder written by `GPT.save(dir, tokenizer=...)`: a pretraining checkpoint (best/, last/) or
-    a finetuned model. Its `prompt_template` (default "{prompt}") is how the model wants its
-    prompt. The files are checked in that order, so a folder without a tokenizer fails first."""
-    tokenizer = read_tokenizer(path)
-    meta = read_meta(path)
-    return GPT.load(path, device=device), tokenizer, meta
+    a finetuned model, or from a shipped model's name ("course": `model_folder`). Its
+    `prompt_template` (default "{prompt}") is how the model wants its prompt. The files are
+    checked in that order, so a folder without a tokenizer fails first."""
+    folder = model_folder(path)
+    tokenizer = read_tokenizer(folder)
+    meta = read_meta(folder)
+    return GPT.load(folder, device=device), tokenizer, meta
 
 
 # A parameter belongs to the first component whose pattern its name contains.
