@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import string
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llmlib import cli
-from llmlib.finetune import (FinetuneConfig, GPTClassifier, count_trainable, freeze,
+from llmlib.finetune import (FinetuneConfig, GPTClassifier, count_trainable, freeze, pool,
                              save_finetuned, train_loop)
 from llmlib.generate import generate
 from llmlib.gpt import GPT, GPTConfig
@@ -23,7 +24,7 @@ from llmlib.lora import (LoRALinear, add_lora, load_adapter, lora_modules, merge
                          save_adapter)
 from llmlib.tasks import (IGNORE, PROMPT_TEMPLATE, answer, classification_metrics,
                           collate_classify, collate_instruct, encode_records, exact_match,
-                          few_shot_prompt, format_prompt, read_records)
+                          few_shot_prompt, format_prompt, read_records, wilson_interval)
 from llmlib.tokenizers import CharTokenizer
 
 from conftest import ROOT
@@ -284,6 +285,34 @@ def test_the_classifier_reads_the_last_real_token(tokenizer):
         GPTClassifier(clf.gpt, ["a", "a"])
 
 
+def test_mean_pooling_averages_the_real_tokens_only(tokenizer):
+    clf = GPTClassifier(tiny_gpt(tokenizer), ["a", "b"], pooling="mean").eval()
+    texts = ["romeo and juliet", "sir"]
+    idx, lengths, _ = collate_classify([(tokenizer.encode(t), 0) for t in texts], pad_id=3)
+    with torch.no_grad():
+        batched = clf.features(idx, lengths)
+        hidden = clf.gpt.transformer(idx)
+        for row, text in enumerate(texts):
+            alone = clf.gpt.transformer(torch.tensor([tokenizer.encode(text)]))[0].mean(0)
+            assert torch.allclose(batched[row], alone, atol=1e-6, rtol=0)
+        assert torch.equal(pool(hidden, lengths, "last"), hidden[[0, 1], [15, 2]])
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        GPTClassifier(clf.gpt, ["a", "b"], pooling="max")
+
+
+def test_wilson_interval_solves_the_score_test():
+    for hits, n in ((0, 10), (3, 10), (37, 200), (200, 200)):
+        low, high = wilson_interval(hits, n)
+        assert 0 <= low <= hits / n <= high <= 1
+        for bound in (low, high):
+            if 0 < bound < 1:  # the score statistic equals z at both ends
+                z = abs(hits / n - bound) / math.sqrt(bound * (1 - bound) / n)
+                assert z == pytest.approx(1.96, abs=1e-9)
+    assert wilson_interval(0, 10)[0] == 0 and wilson_interval(10, 10)[1] == 1
+    with pytest.raises(ValueError, match="need 0 <= hits <= n"):
+        wilson_interval(5, 4)
+
+
 def test_classifier_save_and_load(tokenizer, tmp_path):
     clf = GPTClassifier(tiny_gpt(tokenizer), ["comedy", "tragedy"])
     save_finetuned(clf, tmp_path / "c", tokenizer, note="x")
@@ -292,6 +321,8 @@ def test_classifier_save_and_load(tokenizer, tmp_path):
     assert again.predict(texts, tokenizer) == clf.predict(texts, tokenizer)
     assert json.loads((tmp_path / "c" / "finetune.json").read_text())["note"] == "x"
     GPT.load(tmp_path / "c")  # the body loads as a pretrained model
+    save_finetuned(GPTClassifier(clf.gpt, clf.labels, pooling="mean"), tmp_path / "m", tokenizer)
+    assert GPTClassifier.load(tmp_path / "m").pooling == "mean"
     with pytest.raises(FileNotFoundError, match="holds no classifier"):
         GPTClassifier.load(tmp_path / "nothing")
 
@@ -373,11 +404,12 @@ def run_finetune(files, *flags):
 def test_cli_classify_with_lora_writes_a_loadable_model_and_adapter(files, tokenizer, capsys):
     out = files["dir"] / "clf"
     assert run_finetune(files, "--task", "classify", "--data", files["classify"], "--out",
-                        str(out), "--lora-rank", "2", "--test", files["classify"]) == 0
+                        str(out), "--lora-rank", "2", "--test", files["classify"],
+                        "--pooling", "mean") == 0
     printed = capsys.readouterr().out
     assert "trainable parameters" in printed and "test:" in printed
     clf = GPTClassifier.load(out)
-    assert clf.labels == ["a", "b"]
+    assert clf.labels == ["a", "b"] and clf.pooling == "mean"
     # the saved model is the base plus the merged adapter
     base = GPT.load(files["base"])
     load_adapter(base, out / "adapter")
@@ -496,11 +528,21 @@ def test_the_committed_data_is_the_scripts_output_and_split_by_works():
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     folder = ROOT / "data" / "finetune"
-    for kind, task in (("genre", "classify"), ("instruct", "instruct")):
-        works = {s: {r["work"] for r in read_records(folder / f"{kind}_{s}.json", task)}
+    records = {(kind, s): read_records(folder / f"{kind}_{s}.json", task)
+               for kind, task in (("genre", "classify"), ("instruct", "instruct"))
+               for s in ("train", "val", "test")}
+    for kind in ("genre", "instruct"):  # the play task asks about the training works
+        works = {s: {r["work"] for r in records[kind, s] if r.get("task") != "play"}
                  for s in ("train", "val", "test")}
         assert not works["train"] & works["val"] and not works["train"] & works["test"]
         assert not works["val"] & works["test"]
+    # ...from stretches of each play that belong to one split: no passage in two splits
+    play = {s: [r for r in records["instruct", s] if r["task"] == "play"]
+            for s in ("train", "val", "test")}
+    assert {r["work"] for s in play for r in play[s]} <= works["train"]
+    seen = {r["input"][i:i + 40] for r in play["train"] for i in range(0, 110, 10)}
+    assert not any(r["input"][i:i + 40] in seen for s in ("val", "test") for r in play[s]
+                   for i in range(0, 110, 10))
     genres = {r["label"] for r in read_records(folder / "genre_test.json", "classify")}
     assert genres == {"comedy", "history", "tragedy", "poem"}
 

@@ -149,11 +149,30 @@ def test_corpus_bits_per_byte(corpus):
 
 
 def test_shakespeare_corpus_is_split_by_works():
-    data = load_corpus(TrainConfig())
+    data = load_corpus(TrainConfig(split="random"))
     assert data.tokenizer.vocab_size == 85  # 84 characters and <|endoftext|>
     assert 0.08 < len(data.val_ids) / (len(data.train_ids) + len(data.val_ids)) < 0.2
     with pytest.raises(FileNotFoundError, match="metadata.json not found: run `python data/prep"):
         load_corpus(TrainConfig(), data_dir="/nonexistent/data")
+
+
+def test_the_books_split_validates_on_val_works_and_leaves_the_test_works_out():
+    from llmlib.corpus import list_works
+    from llmlib.data import TEST_WORKS, VAL_WORKS
+
+    data = load_corpus(TrainConfig())  # split="book" by default
+    works = {w.slug: w for w in list_works()}
+    assert data.tokenizer.vocab_size == 85  # the alphabet of every work, the test works included
+    val_text = "".join(works[s].read() for s in works if s in VAL_WORKS)
+    assert data.val_bytes == len(val_text.encode("utf-8"))
+    train_chars = sum(works[s].n_chars for s in works if s not in VAL_WORKS + TEST_WORKS)
+    assert len(data.train_ids) == train_chars + len(works) - len(VAL_WORKS + TEST_WORKS) - 1
+    train_text = data.tokenizer.decode(data.train_ids.tolist())
+    assert works["lear"].read()[5000:5200] in train_text  # so the next line can fail
+    assert works["hamlet"].read()[5000:5200] not in train_text
+    assert not set(VAL_WORKS) & set(TEST_WORKS)
+    with pytest.raises(ValueError, match="split must be one of"):
+        TrainConfig(split="works")
 
 
 def test_flops_per_token_matches_the_palm_formula():
