@@ -230,6 +230,46 @@ def _mean_loss(model: nn.Module, loss_of: Callable[[Any], torch.Tensor], example
     return total / len(examples)
 
 
+@torch.no_grad()
+def frozen_features(gpt: GPT, examples: Sequence[tuple[list[int], int]], pad_id: int,
+                    batch_size: int = 64) -> dict[str, torch.Tensor]:
+    """{pooling: (N, C)}: the frozen model's pooled final hidden states of N (ids, label)
+    examples, every pooling of POOLINGS from one forward pass, on the model's device."""
+    device = gpt.lm_head.weight.device
+    gpt.eval()
+    out: dict[str, list[torch.Tensor]] = {p: [] for p in POOLINGS}
+    for i in range(0, len(examples), batch_size):
+        idx, lengths, _ = collate_classify(examples[i:i + batch_size], pad_id=pad_id)
+        hidden = gpt.transformer(idx.to(device))  # (B, T, C)
+        for p in POOLINGS:
+            out[p].append(pool(hidden, lengths, p))
+    return {p: torch.cat(chunks) for p, chunks in out.items()}
+
+
+def train_probe(features: dict[str, torch.Tensor], labels: dict[str, torch.Tensor],
+                n_labels: int, cfg: FinetuneConfig,
+                class_weight: torch.Tensor | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A linear probe (logistic regression) on frozen features: {"train", "val"} -> (N, C) and
+    (N,) labels, standardized with the training features' statistics and trained by
+    `train_loop`. Returns the probe as a function (N, C) features -> (N, n_labels) logits."""
+    import torch.nn.functional as F
+
+    mean, std = features["train"].mean(0), features["train"].std(0) + 1e-6
+    torch.manual_seed(cfg.seed)
+    probe = nn.Linear(features["train"].shape[1], n_labels).to(features["train"].device)
+
+    def loss_of(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return F.cross_entropy(probe(batch[0]), batch[1], weight=class_weight)
+
+    def collate(batch: Sequence[tuple[torch.Tensor, torch.Tensor]]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.stack([x for x, _ in batch]), torch.stack([y for _, y in batch])
+
+    pairs = {s: list(zip((features[s] - mean) / std, labels[s])) for s in ("train", "val")}
+    train_loop(probe, loss_of, pairs["train"], pairs["val"], collate, cfg, progress=False)
+    return lambda x: probe((x - mean) / std)
+
+
 def save_finetuned(model: nn.Module, directory: str | Path, tokenizer: Any, **info: Any) -> Path:
     """Write a finetuned model where `load_model` reads it: a GPTClassifier with its head and
     labels, or an instruction-tuned GPT with finetune.json naming the prompt template, which

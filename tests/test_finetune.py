@@ -16,8 +16,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llmlib import cli
-from llmlib.finetune import (FinetuneConfig, GPTClassifier, count_trainable, freeze, pool,
-                             save_finetuned, train_loop)
+from llmlib.finetune import (FinetuneConfig, GPTClassifier, count_trainable, freeze,
+                             frozen_features, pool, save_finetuned, train_loop, train_probe)
 from llmlib.generate import generate
 from llmlib.gpt import GPT, GPTConfig
 from llmlib.lora import (LoRALinear, add_lora, load_adapter, lora_modules, merge_lora,
@@ -298,6 +298,23 @@ def test_mean_pooling_averages_the_real_tokens_only(tokenizer):
         assert torch.equal(pool(hidden, lengths, "last"), hidden[[0, 1], [15, 2]])
     with pytest.raises(ValueError, match="pooling must be one of"):
         GPTClassifier(clf.gpt, ["a", "b"], pooling="max")
+
+
+def test_frozen_features_and_a_probe_that_separates_them(tokenizer):
+    gpt = tiny_gpt(tokenizer)
+    texts = ["romeo and juliet", "sir", "a", "twelfth night"]
+    examples = [(tokenizer.encode(t), i % 2) for i, t in enumerate(texts)]
+    features = frozen_features(gpt, examples, pad_id=3, batch_size=3)  # two batches
+    idx, lengths, _ = collate_classify(examples, pad_id=3)
+    for pooling in ("last", "mean"):
+        expected = GPTClassifier(gpt, ["a", "b"], pooling).eval().features(idx, lengths)
+        assert torch.allclose(features[pooling], expected.detach(), atol=1e-6, rtol=0)
+    torch.manual_seed(0)
+    x = torch.randn(64, 8) + 3.0
+    y = (x[:, 0] > 3.0).long()  # linearly separable, far from the origin: standardizing matters
+    probe = train_probe({"train": x, "val": x}, {"train": y, "val": y}, 2,
+                        FinetuneConfig(epochs=30, batch_size=16, lr=0.05, patience=30))
+    assert (probe(x).argmax(-1) == y).float().mean() > 0.95
 
 
 def test_wilson_interval_solves_the_score_test():
