@@ -53,7 +53,7 @@ def measure(folder: Path) -> dict:
             predicted = probe(features["test"]).argmax(-1).tolist()
         f1.append(classification_metrics(predicted, y["test"].tolist(), len(labels))["macro_f1"])
     corpus = load_corpus(TrainConfig(split="book"), tokenizer)
-    val = evaluate(model, corpus.val_ids, fixed_batches(corpus.val_ids, 20, 16, T), T)
+    val = evaluate(model, corpus.val_ids, fixed_batches(corpus.val_ids, 20, 16, T, seed=1337), T)
     f1_t = torch.tensor(f1)
     return {"step": int((folder / "step.txt").read_text()), "val_loss": round(val, 4),
             "probe_mean_f1": round(f1_t.mean().item(), 4), "std": round(f1_t.std().item(), 4)}
