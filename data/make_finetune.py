@@ -12,7 +12,7 @@ Two datasets, each split by whole works (no work is on two sides, chapter 2's ru
   that always answering one scores a third), which word was blanked out of a line, and which play
   a passage comes from. The first two ask about works of the split; the third asks about the
   training works, which the course model read in pretraining: its questions are passages from
-  disjoint stretches of each play (held-out questions, not held-out works).
+  disjoint stretches of each play (held-out questions, not held-out works), names included.
 
 The held-out works (chapter 2's VAL_WORKS and TEST_WORKS) are chosen by hand so that every genre has
 some; the course model is pretrained on the other works only, so it never reads a test work.
@@ -79,23 +79,16 @@ def genre_question(text: str, genre: str, rng: random.Random) -> tuple[str, str]
     return text[start:start + QUESTION_CHARS], genre
 
 
-def spoken_lines(text: str) -> str:
-    """The text without its speakers' names, stage directions in brackets or blank lines: what
-    the characters say, so that the play must be recognized from the words, not a name."""
-    kept = [line for line in text.splitlines()
-            if line.strip() and not HEADER.match(line.strip())
-            and not line.strip().startswith(("[", "ACT", "SCENE", "Scene", "Enter", "Exit"))]
-    return "\n".join(kept)
-
-
 def play_question(text: str, split: str, rng: random.Random) -> str | None:
-    """QUESTION_CHARS of spoken lines from a stretch of the play that belongs to `split`."""
-    spoken = spoken_lines(text)
-    stretches = [k for k in range(len(spoken) // STRETCH)
+    """QUESTION_CHARS of the play, speakers' names included, from a line start in a stretch of
+    the play that belongs to `split`."""
+    stretches = [k for k in range(len(text) // STRETCH)
                  if STRETCH_SPLITS[k % len(STRETCH_SPLITS)] == split]
     start = rng.choice(stretches) * STRETCH + rng.randrange(STRETCH - QUESTION_CHARS)
-    start = spoken.find("\n", start) + 1  # from the start of a line
-    passage = spoken[start:start + QUESTION_CHARS]
+    start = text.find("\n", start) + 1  # from the start of a line that is not empty
+    while 0 < start < len(text) and text[start] == "\n":
+        start += 1
+    passage = text[start:start + QUESTION_CHARS]
     return passage if start > 0 and len(passage) == QUESTION_CHARS else None
 
 
