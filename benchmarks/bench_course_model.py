@@ -5,8 +5,8 @@ context, characters or BPE) is chosen by measurement: the lowest validation loss
 works for the training time there is, in bits per byte so that tokenizers compare. This script
 trains each candidate for the same wall-clock budget on the book's split and prints the table.
 
-The split: chapter 8's validation works (`data/make_finetune.py`'s VAL_WORKS) are the validation
-set, its test works (TEST_WORKS) are held out of everything, and the other works train. Each run
+The split is the book's (`TrainConfig(split="book")`): chapter 2's VAL_WORKS validate, its
+TEST_WORKS are held out of everything, and the other works train. Each run
 first times a few steps, then sets `max_steps` so that the whole cosine schedule fits the budget
 (a run cut short in mid-schedule would be judged at a high learning rate).
 
@@ -18,25 +18,16 @@ first times a few steps, then sets `max_steps` so that the whole cosine schedule
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
-import torch
 from common import machine
 
-from llmlib.bpe import BPETokenizer
-from llmlib.corpus import list_works
-from llmlib.data import encode_documents
+from llmlib.data import TEST_WORKS, VAL_WORKS
 from llmlib.device import get_device, seed_everything
 from llmlib.gpt import GPTConfig, count_parameters
 from llmlib.pretrain import pretrain
-from llmlib.tokenizers import ENDOFTEXT, CharTokenizer
-from llmlib.train import Corpus, TrainConfig
+from llmlib.train import Corpus, TrainConfig, load_corpus
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-from make_finetune import TEST_WORKS, VAL_WORKS  # noqa: E402  (the split of chapter 8's data)
 
 DEFAULT_SHAPES = ("4x128x128", "4x256x256", "6x256x256", "6x384x256", "4x256x128:bpe")
 QUICK_SHAPES = ("2x32x32", "2x32x32:bpe")
@@ -59,21 +50,6 @@ class Shape:
 
 def args_text(shape: Shape) -> str:
     return f"{shape.n_layer}x{shape.n_embd}x{shape.context_length}:{shape.tokenizer}"
-
-
-def book_corpus(tokenizer_kind: str, bpe_vocab_size: int) -> Corpus:
-    """The works that train (all but VAL_WORKS and TEST_WORKS) and VAL_WORKS, encoded."""
-    works = list_works()
-    train = [w.read() for w in works if w.slug not in set(VAL_WORKS) | set(TEST_WORKS)]
-    val = [w.read() for w in works if w.slug in VAL_WORKS]
-    if tokenizer_kind == "char":
-        tokenizer = CharTokenizer.from_text("".join(train + val), [ENDOFTEXT])
-    else:
-        tokenizer = BPETokenizer.train("\n\n".join(train), bpe_vocab_size)
-    eot = tokenizer.special_tokens[ENDOFTEXT]
-    ids = [torch.from_numpy(encode_documents(texts, tokenizer, separator=eot).astype(np.int64))
-           for texts in (train, val)]
-    return Corpus(tokenizer, ids[0], ids[1], sum(len(t.encode("utf-8")) for t in val))
 
 
 def train_for(shape: Shape, corpus: Corpus, seconds: float, batch_size: int) -> dict:
@@ -116,7 +92,8 @@ def main() -> None:
     print(f"split: {len(VAL_WORKS)} validation works {list(VAL_WORKS)}; test works held out: "
           f"{list(TEST_WORKS)}; {seconds:.0f} s of training per shape, batch {args.batch_size}, "
           "cosine schedule fitted to the budget, dropout 0")
-    corpora = {kind: book_corpus(kind, args.bpe_vocab_size)
+    corpora = {kind: load_corpus(TrainConfig(split="book", tokenizer=kind,
+                                             bpe_vocab_size=args.bpe_vocab_size))
                for kind in sorted({s.tokenizer for s in shapes})}
     rows = []
     for shape in shapes:
