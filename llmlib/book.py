@@ -24,7 +24,15 @@ KIND_COLORS = {"text": "#f9c9d4", "data": "#c6e5ff", "op": "#fde2a7", "param": "
 ARROW_COLOR = "#444444"
 
 
-def glue(name: str, text: Any) -> str:
+class Glued(str):
+    """The text `glue` returns: a plain string that a notebook does not display when it is a
+    cell's last value (otherwise the page shows a stray box holding the number)."""
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
+def glue(name: str, text: Any) -> Glued:
     """Record `str(text)` under `name` for the page's prose ({glue:text}`name`), without
     displaying anything in the notebook. Returns the text, so that a cell can also print it."""
     from IPython.display import display  # only notebooks glue; llmlib itself needs no IPython
@@ -34,7 +42,7 @@ def glue(name: str, text: Any) -> str:
     text = str(text)
     display({GLUE_PREFIX + "text/plain": repr(text)}, raw=True,
             metadata={"scrapbook": {"name": name, "mime_prefix": GLUE_PREFIX}})
-    return text
+    return Glued(text)
 
 
 @dataclass(frozen=True)
