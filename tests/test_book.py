@@ -42,3 +42,25 @@ def test_chapter_page_has_outputs_and_colab_button(html, path):
         "the page must show the setup cell's record of the run"
     # _static/course.css widens the article so that 100-column code does not scroll sideways
     assert "_static/course.css" in page
+
+
+CELL_CODE = re.compile(r'<div class="cell_input[^"]*">.*?<pre>(.*?)</pre>', re.S)
+TAG = re.compile(r"<[^>]+>")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_pages_hide_build_markers_and_need_no_cdn(html, path):
+    """`#| export` lines are for tools/export.py, not the reader (_ext/course_book.py hides them);
+    every script a page loads comes with the book, so it reads offline."""
+    page = (html / "chapters" / f"{path.stem}.html").read_text()
+    for code in CELL_CODE.findall(page):
+        lines = [line.strip() for line in TAG.sub("", code).splitlines()]
+        assert not any(line.startswith("#|") for line in lines), code[:200]
+    remote = re.findall(r'<script[^>]*src="(https?://[^"]+)"', page)
+    assert not remote, f"{path.stem} loads scripts from the network: {remote}"
+
+
+def test_setup_page_shows_every_chapters_time(html):
+    setup = TAG.sub("", (html / "book" / "setup.html").read_text())
+    for path in CHAPTERS:
+        assert path.stem in setup, f"book/timings.md has no row for {path.stem}"

@@ -2,19 +2,40 @@
 chapter's committed outputs, every chapter shows the same chapter map, and the book's helpers
 (llmlib.book) fail loudly on bad input."""
 
+import json
 import re
 
 import matplotlib
 import pytest
 
 import chapter_map
-from conftest import CHAPTERS, read_notebook
+import run_notebooks
+from conftest import CHAPTERS, ROOT, read_notebook
 from llmlib.book import GLUE_PREFIX, Box, diagram, glue
+from typed_numbers import typed_numbers
 
 matplotlib.use("Agg")
 GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`]+)`")
 # the literal markup shown in a code span to explain glue (``{glue:text}`name` ``) is not a use
 CODE_SPAN = re.compile(r"``.*?``", re.S)
+# an exercise's hidden solution may state the result to expect (the exercise is the reader's run)
+SOLUTION = re.compile(r"<details>.*?</details>", re.S)
+# Numbers with units in a chapter's prose that are not measured by its run: constants, datasheet
+# and file sizes, arithmetic the prose itself does. Anything else is glued from the run.
+NOT_MEASURED = {
+    "00_setup": {"60 s": "the smoke budget", "8,000 GFLOP/s": "the T4's datasheet peak"},
+    "01_tokenizers": {"5 MB": "the corpus's size", "1.5 MB": "the size of GPT-2's shipped files",
+                      "548 MB": "GPT-2's weights file"},
+    "02_data": {"90 %": "nanoGPT's split", "10 %": "nanoGPT's split",
+                "100 %": "every token is a target", "20 GB": "10 B tokens of uint16",
+                "8 GB": "a laptop's RAM", "2 ×": "a 2 × 2 rotation"},
+    "03_attention": {"3 GiB": "12 · 8,192² · 4 bytes", "3 MB": "12 · 12 · 128² bytes"},
+    "04_transformer_block": {"4×": "GPT-2's feed-forward width"},
+    "05_gpt": {"2 nats": "σ²/2 nats", "4 ×": "four copies of the weights",
+               "4×": "GPT-2's feed-forward width", "1.85 GiB": "GPT-2's AdamW state, by formula",
+               "23 GiB": "GPT-2 XL's AdamW state, by formula", "548 MB": "GPT-2's weights file",
+               "16 GiB": "a GPU's memory", "1×": "the threshold a ratio is compared with"},
+}
 
 
 def glued_values(nb: dict) -> dict[str, str]:
@@ -47,6 +68,60 @@ def test_every_glued_number_in_the_prose_is_in_the_outputs(path):
     assert all(v.strip("'\"") for v in values.values()), f"{path.name} glued an empty value"
 
 
+def typed_in(nb: dict) -> list[str]:
+    """Measured-looking numbers in the markdown outside glue, code, math and exercise solutions."""
+    return [hit for cell in nb["cells"] if cell["cell_type"] == "markdown"
+            for hit in typed_numbers(SOLUTION.sub(" ", "".join(cell["source"])))]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_no_measured_number_is_typed_into_the_prose(path):
+    allowed = NOT_MEASURED.get(path.stem, {})
+    typed = sorted(set(typed_in(read_notebook(path))) - set(allowed))
+    assert not typed, (f"{path.name} types {typed} into its prose: glue them from the cell that "
+                       "measures them (llmlib.book.glue), or, for a constant, add it with the reason "
+                       "to NOT_MEASURED in tests/test_prose.py")
+
+
+def test_a_planted_typed_number_is_found():
+    prose = ("One step took 12.5 ms ({glue:text}`step_ms` ms in this run), 3.2× faster, 87 % of "
+             "the peak; `2 s` in code, $4 \\times$ in math and <details>about 9 s</details> pass.")
+    nb = {"cells": [{"cell_type": "markdown", "source": [prose]}]}
+    assert typed_in(nb) == ["12.5 ms", "3.2×", "87 %"]
+
+
+def test_the_timings_table_is_the_recorded_one():
+    """book/setup.md includes book/timings.md: one run's times, every chapter, both modes."""
+    timings = json.loads((ROOT / "book" / "timings.json").read_text())
+    assert (ROOT / "book" / "timings.md").read_text() == run_notebooks.table(timings)
+    assert "{include} timings.md" in (ROOT / "book" / "setup.md").read_text()
+    for path in CHAPTERS:
+        assert set(timings.get(path.stem, {})) >= {"cpu", "smoke"}, (
+            f"{path.stem}: no recorded cpu and smoke time; run tools/run_notebooks.py on it "
+            "(and with --smoke)")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_glue_shows_no_stray_output(path):
+    """glue() returns text a notebook does not display: a cell ending in glue shows no box."""
+    for index, cell in enumerate(read_notebook(path)["cells"]):
+        if cell["cell_type"] == "code" and "glue(" in "".join(cell["source"]):
+            results = [o for o in cell.get("outputs", []) if o["output_type"] == "execute_result"]
+            shown = [o["data"].get("text/plain", "") for o in results]
+            assert not any(re.fullmatch(r"'[^'\n]*'", "".join(t)) for t in shown), (
+                f"{path.name} cell {index} displays a glued value {shown}: re-run the chapter")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_no_cell_scatters_its_output(path):
+    """The book joins a cell's stream outputs with line breaks: a cell that printed piece by piece
+    (a streaming demo) would render one piece per line."""
+    for index, cell in enumerate(read_notebook(path)["cells"]):
+        n_outputs = len(cell.get("outputs", []))
+        assert n_outputs <= 30, (f"{path.name} cell {index} stored {n_outputs} outputs; print "
+                                 "whole lines (or collect the pieces) so the page shows one block")
+
+
 def test_the_glue_checker_finds_a_missing_key():
     source = "speed-up {glue:text}`speedup`×, not ``{glue:text}`example` ``"
     nb = {"cells": [{"cell_type": "markdown", "source": [source]}]}
@@ -67,7 +142,9 @@ def test_glue_records_text_invisibly(capsys):
     original = IPython.display.display
     IPython.display.display = lambda data, **kw: shown.append((data, kw))
     try:
-        assert glue("speed_up", 3.5) == "3.5"
+        result = glue("speed_up", 3.5)
+        assert result == "3.5" and isinstance(result, str)
+        assert result._ipython_display_() is None  # a cell ending in glue(...) shows nothing
     finally:
         IPython.display.display = original
     data, kw = shown[0]
