@@ -78,9 +78,9 @@ def typed_in(nb: dict) -> list[str]:
 def test_no_measured_number_is_typed_into_the_prose(path):
     allowed = NOT_MEASURED.get(path.stem, {})
     typed = sorted(set(typed_in(read_notebook(path))) - set(allowed))
-    assert not typed, (f"{path.name} types {typed} into its prose: glue them from the cell that "
-                       "measures them (llmlib.book.glue), or, for a constant, add it with the reason "
-                       "to NOT_MEASURED in tests/test_prose.py")
+    assert not typed, (f"{path.name} types {typed} into its prose: glue them from the cell "
+                       "that measures them (llmlib.book.glue), or, for a constant, add it with "
+                       "the reason to NOT_MEASURED in tests/test_prose.py")
 
 
 def test_a_planted_typed_number_is_found():
