@@ -81,7 +81,10 @@ def table(timings: dict) -> str:
             "|---|---|---|"]
     for stem in sorted(k for k in timings if k != "machine"):
         entry = timings[stem]
-        rows.append(f"| {stem} | {_duration(entry.get('cpu'))} | {_duration(entry.get('smoke'))} |")
+        number, _, name = stem.partition("_")
+        label = f"{number.lstrip('0') or '0'} {name.replace('_', ' ')}"  # "6 pretraining"
+        cpu, smoke = _duration(entry.get("cpu")), _duration(entry.get("smoke"))
+        rows.append(f"| {label} | {cpu} | {smoke} |")
     return "\n".join(rows) + "\n"
 
 
