@@ -6,12 +6,11 @@ import re
 import sys
 from pathlib import Path
 
-# a number, then a unit of something measured: time, share, ratio, speed, size
-MEASURED = re.compile(
-    r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s*"
-    r"(ms|µs|s|sec|seconds?|min|minutes?|hours?|%|×|x|tok/s|tokens/s|tokens per second"
-    r"|[kMG]i?B|MB|GB|kB|TFLOP/s|GFLOP/s|bits per (?:byte|character|char|token)|bpb|nats?)"
-    r"(?![\w])")
+# a number, then a unit of something measured: time, share, ratio, speed, size, loss
+UNITS = ("ms", "µs", "s", "sec", "seconds?", "min", "minutes?", "hours?", "%", "×", "x", "tok/s",
+         "tokens/s", "tokens per second", "[kMG]i?B", "MB", "GB", "kB", "TFLOP/s", "GFLOP/s",
+         "bits per (?:byte|character|char|token)", "bpb", "nats?")
+MEASURED = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s*(" + "|".join(UNITS) + r")(?!\w)")
 GLUE = re.compile(r"\{glue(?::\w+)?\}`[^`]+`")
 CODE = re.compile(r"``.*?``|`[^`]*`", re.S)
 MATH = re.compile(r"\$\$.*?\$\$|\$[^$]*\$", re.S)
