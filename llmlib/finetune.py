@@ -138,7 +138,8 @@ class FinetuneConfig:
 @dataclass
 class FinetuneResult:
     history: dict[str, list[float]] = field(default_factory=lambda: {"step": [], "loss": []})
-    evals: dict[str, list[float]] = field(default_factory=lambda: {  # train: since the last
+    # one entry per evaluation; "train" is the mean training loss since the one before
+    evals: dict[str, list[float]] = field(default_factory=lambda: {
         "step": [], "train": [], "val": [], "lr": [], "examples_per_s": []})
     best_val: float = math.inf
     best_step: int = 0
