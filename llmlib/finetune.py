@@ -138,7 +138,9 @@ class FinetuneConfig:
 @dataclass
 class FinetuneResult:
     history: dict[str, list[float]] = field(default_factory=lambda: {"step": [], "loss": []})
-    evals: dict[str, list[float]] = field(default_factory=lambda: {"step": [], "val": []})
+    # one entry per evaluation; "train" is the mean training loss since the one before
+    evals: dict[str, list[float]] = field(default_factory=lambda: {
+        "step": [], "train": [], "val": [], "lr": [], "examples_per_s": []})
     best_val: float = math.inf
     best_step: int = 0
     seconds: float = 0.0
@@ -152,9 +154,9 @@ def train_loop(model: nn.Module, loss_of: Callable[[Any], torch.Tensor], train: 
     with chapter 6's AdamW and warmup + cosine schedule. The mean validation loss is measured
     `evals_per_epoch` times an epoch; training stops after `patience` evaluations without a new
     best, and the best weights are put back at the end. `loss_of(batch)` is the loss of one
-    collated batch (on the model's device)."""
-    from tqdm.auto import tqdm
-
+    collated batch (on the model's device). With `progress`, every evaluation prints a plain
+    line to stdout (step, epoch, train and val loss, learning rate, examples/s) and a bar runs
+    where it can be redrawn (a terminal's stderr, a notebook)."""
     from llmlib.train import lr_at, make_optimizer
 
     if not train or not val:
@@ -168,32 +170,35 @@ def train_loop(model: nn.Module, loss_of: Callable[[Any], torch.Tensor], train: 
     eval_at = {round(steps_per_epoch * k / cfg.evals_per_epoch) for k in
                range(1, cfg.evals_per_epoch + 1)}
     generator = torch.Generator().manual_seed(cfg.seed)
-    result, best, since_best, step = FinetuneResult(), None, 0, 0
-    start = time.perf_counter()
+    result, best, since_best, step, seen = FinetuneResult(), None, 0, 0, 0
+    bar, log = _progress(total, progress)
+    start = clock = time.perf_counter()
     model.train()
-    bar = tqdm(total=total, disable=not progress, desc="finetune")
     for epoch in range(cfg.epochs):
         order = torch.randperm(len(train), generator=generator).tolist()
         for k in range(steps_per_epoch):
-            batch = collate([train[i] for i in order[k * cfg.batch_size:(k + 1) * cfg.batch_size]])
-            loss = loss_of(batch)
-            _update(model, optimizer, loss, lr_at(step, **schedule), cfg.grad_clip)
-            step += 1
+            rows = order[k * cfg.batch_size:(k + 1) * cfg.batch_size]
+            loss = loss_of(collate([train[i] for i in rows]))
+            lr = lr_at(step, **schedule)
+            _update(model, optimizer, loss, lr, cfg.grad_clip)
+            step, seen = step + 1, seen + len(rows)
             result.history["step"].append(step)
             result.history["loss"].append(loss.item())
             bar.update()
             if k + 1 in eval_at:
-                loss_val = _mean_loss(model, loss_of, val, collate, cfg.batch_size)
-                result.evals["step"].append(step)
-                result.evals["val"].append(loss_val)
-                bar.set_postfix(loss=f"{loss.item():.3f}", val=f"{loss_val:.3f}")
-                if loss_val < result.best_val:
-                    result.best_val, result.best_step, since_best = loss_val, step, 0
+                speed = seen / max(time.perf_counter() - clock, 1e-9)  # training time only
+                if _evaluate(model, loss_of, val, collate, cfg, result, lr, speed):
+                    since_best = 0
                     best = {n: p.detach().clone() for n, p in model.named_parameters()
                             if p.requires_grad}  # only these change
                 else:
                     since_best += 1
+                bar.set_postfix(loss=f"{result.evals['train'][-1]:.3f}",
+                                val=f"{result.evals['val'][-1]:.3f}")
+                if log is not None:
+                    log(_log_line(result, total, steps_per_epoch))
                 result.stopped_early = since_best >= cfg.patience
+                clock, seen = time.perf_counter(), 0
                 if result.stopped_early:
                     break
         if result.stopped_early:
@@ -204,6 +209,51 @@ def train_loop(model: nn.Module, loss_of: Callable[[Any], torch.Tensor], train: 
     model.eval()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _progress(total: int, shown: bool) -> tuple[Any, Callable[[str], None] | None]:
+    """A bar of `total` steps, drawn only where redrawing works (stderr is a terminal, or a
+    notebook), and the function that prints a log line (None when not `shown`): through the
+    bar, so that lines and bar do not tangle, and flushed, so that `> log.txt` fills as it goes."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    redraws = sys.stderr.isatty() or "ipykernel" in sys.modules
+    bar = tqdm(total=total, disable=not (shown and redraws), desc="finetune")
+
+    def log(line: str) -> None:
+        bar.write(line, file=sys.stdout)
+        sys.stdout.flush()
+    return bar, log if shown else None
+
+
+def _evaluate(model: nn.Module, loss_of: Callable[[Any], torch.Tensor], val: Sequence[Any],
+              collate: Callable[[Sequence[Any]], Any], cfg: FinetuneConfig,
+              result: FinetuneResult, lr: float, speed: float) -> bool:
+    """Measure the validation loss at the last step of `result.history` and record it in
+    `result.evals` with the mean training loss since the last evaluation, the learning rate and
+    the speed. True when the validation loss is the best so far."""
+    step = result.history["step"][-1]
+    since = result.evals["step"][-1] if result.evals["step"] else 0
+    val_loss = _mean_loss(model, loss_of, val, collate, cfg.batch_size)
+    train_loss = sum(result.history["loss"][since:step]) / (step - since)
+    for key, value in (("step", step), ("train", train_loss), ("val", val_loss), ("lr", lr),
+                       ("examples_per_s", speed)):
+        result.evals[key].append(value)
+    if val_loss < result.best_val:
+        result.best_val, result.best_step = val_loss, step
+        return True
+    return False
+
+
+def _log_line(result: FinetuneResult, total: int, steps_per_epoch: int) -> str:
+    """The last evaluation as one plain line, like nanoGPT's."""
+    e = {key: values[-1] for key, values in result.evals.items()}
+    return (f"step {e['step']:.0f}/{total} | epoch {e['step'] / steps_per_epoch:.1f} | "
+            f"train {e['train']:.3f} | val {e['val']:.3f} | lr {e['lr']:.1e} | "
+            f"{e['examples_per_s']:,.0f} examples/s"
+            + (" | best so far" if result.best_step == e["step"] else ""))
 
 
 def _update(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, lr: float,

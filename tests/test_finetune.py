@@ -435,6 +435,46 @@ def test_cli_classify_with_lora_writes_a_loadable_model_and_adapter(files, token
         assert torch.allclose(base(x)[0], clf.gpt(x)[0], atol=1e-5, rtol=0)
 
 
+def test_cli_log_is_plain_lines_when_stdout_is_a_pipe(files, tmp_path):
+    """`llmlib finetune > log.txt`: one plain line per evaluation, no bar redraws ('\r')."""
+    done = subprocess.run([sys.executable, "-m", "llmlib", "finetune", "--model", files["base"],
+                           "--task", "classify", "--data", files["classify"], "--epochs", "2",
+                           "--batch-size", "8", "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stdout and "\r" not in done.stderr and "finetune:" not in done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("step ")]
+    assert len(lines) == 4, done.stdout  # 2 epochs x 2 evaluations
+    for line in lines:
+        fields = line.split(" | ")
+        assert [f.split()[0] for f in fields[:5]] == ["step", "epoch", "train", "val", "lr"]
+        assert fields[5].endswith("examples/s")
+        float(fields[2].split()[1]), float(fields[3].split()[1]), float(fields[4].split()[1])
+
+
+def test_train_loop_logs_one_line_per_evaluation(capsys):
+    torch.manual_seed(0)
+    model = nn.Linear(2, 2)
+    examples = [(torch.randn(2), i % 2) for i in range(40)]
+
+    def collate(batch):
+        return torch.stack([x for x, _ in batch]), torch.tensor([y for _, y in batch])
+
+    def loss_of(batch):
+        return F.cross_entropy(model(batch[0]), batch[1])
+
+    result = train_loop(model, loss_of, examples[:32], examples[32:], collate,
+                        FinetuneConfig(epochs=2, batch_size=8, patience=9))
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("step 2/8 | epoch 0.5 | train ") and len(printed) == 4
+    assert result.evals["step"] == [2, 4, 6, 8]
+    assert result.evals["train"][0] == pytest.approx(sum(result.history["loss"][:2]) / 2)
+    assert len(result.evals["lr"]) == len(result.evals["examples_per_s"]) == 4
+    train_loop(model, loss_of, examples[:32], examples[32:], collate,
+               FinetuneConfig(epochs=1, batch_size=8), progress=False)
+    assert capsys.readouterr().out == ""
+
+
 def test_cli_instruct_then_generate_answers(files, tokenizer, capsys):
     out = files["dir"] / "chat"
     assert run_finetune(files, "--task", "instruct", "--data", files["instruct"], "--out",
