@@ -104,9 +104,9 @@ def forward_cached(model: GPT, idx: torch.Tensor, cache: KVCache,
 
 def decode_head(model: GPT) -> torch.Tensor | None:
     """On the CPU, the LM head's weight (V, C) copied as (C, V): a decode step multiplies one row
-    by it, and PyTorch's CPU kernel reads the (C, V) layout about twice as fast (measured in
-    chapter 7). It is the largest matrix of GPT-2 (38.6M of 124M weights), so this alone decides
-    much of a step's time. Elsewhere None: GPU kernels read both layouts well."""
+    by it, and on some CPUs PyTorch's kernel reads the (C, V) layout faster (chapter 7, section
+    7.3, times both layouts on the reader's machine). It is the largest matrix of GPT-2 (38.6M of
+    124M weights). Elsewhere None: GPU kernels read both layouts well."""
     weight = model.lm_head.weight
     return weight.detach().t().contiguous() if weight.device.type == "cpu" else None
 
