@@ -233,6 +233,21 @@ def stream_text(model: GPT, tokenizer: Any, text: str, max_new_tokens: int,
         yield tokenizer.decode(ids)[len(shown):]
 
 
+def _beam_prompt(model: GPT, prompt: Sequence[int], max_new_tokens: int) -> list[list[int]]:
+    """beam_search's prompt as one row [ids], checked: one prompt, and every beam fits the
+    context."""
+    positive_int("max_new_tokens", max_new_tokens)
+    read = prompt_rows(prompt, model.config.vocab_size)
+    require(not (read.batched or read.array), "beam_search takes one prompt, a list of token ids",
+            TypeError)
+    T0 = len(read.rows[0])
+    require(T0 + max_new_tokens <= model.config.context_length,
+            "beam search keeps every beam in the context: "
+            f"prompt ({T0}) + max_new_tokens ({max_new_tokens}) "
+            f"must be <= context_length ({model.config.context_length}); shorten one of them")
+    return read.rows
+
+
 @torch.no_grad()
 def beam_search(model: GPT, prompt: Sequence[int], max_new_tokens: int, num_beams: int, *,
                 length_penalty: float = 1.0, eos_token_id: int | None = None
@@ -245,16 +260,8 @@ def beam_search(model: GPT, prompt: Sequence[int], max_new_tokens: int, num_beam
     num_beams best unfinished. It stops when no running beam can beat the worst of num_beams
     finished ones. These are Hugging Face's rules (`generate(num_beams=k, do_sample=False)`)."""
     positive_int("num_beams", num_beams)
-    positive_int("max_new_tokens", max_new_tokens)
-    read = prompt_rows(prompt, model.config.vocab_size)
-    require(not (read.batched or read.array), "beam_search takes one prompt, a list of token ids",
-            TypeError)
-    rows = read.rows
+    rows = _beam_prompt(model, prompt, max_new_tokens)
     T0, k = len(rows[0]), num_beams
-    require(T0 + max_new_tokens <= model.config.context_length,
-            "beam search keeps every beam in the context: "
-            f"prompt ({T0}) + max_new_tokens ({max_new_tokens}) "
-            f"must be <= context_length ({model.config.context_length}); shorten one of them")
     device = model.lm_head.weight.device
     with eval_mode(model):
         cache, head = KVCache(model, 1, T0 + max_new_tokens), decode_head(model)

@@ -52,21 +52,12 @@ class KVCache:
         if layer == 0:
             require(past + t <= self.capacity,
                     lambda: f"the cache holds {self.capacity} positions; {past + t} needed")
-            self._mask = self._mask_for(t, k.device)
+            self._mask = step_mask(self.key_mask, past, t, k.device)
         self.k[layer, :, :, past:past + t] = k
         self.v[layer, :, :, past:past + t] = v
         if layer == self.k.size(0) - 1:  # the call is done: the next one brings its own mask
             self.length, self.key_mask = past + t, None
         return self.k[layer, :, :, :past + t], self.v[layer, :, :, :past + t], self._mask
-
-    def _mask_for(self, t: int, device: torch.device) -> torch.Tensor | None:
-        """(B, 1, t, length + t) padding and causality, or None: one new token may see every
-        cached one, and a prompt in an empty cache is plainly causal."""
-        past = self.length
-        if self.key_mask is None and (t == 1 or past == 0):
-            return None
-        causal = torch.ones(t, past + t, dtype=torch.bool, device=device).tril(past)
-        return causal if self.key_mask is None else self.key_mask[:, None, None, :] & causal
 
     def advance(self, t: int) -> None:
         """Mark t more positions filled (the static step's caller does this: see `StaticStep`)."""
@@ -82,6 +73,18 @@ def positions_of(mask: torch.Tensor) -> torch.Tensor:
     """Position ids (B, T) for a left-padded batch: each row's first real token is position 0
     (mask (B, T) bool, True at real tokens), so a padded prompt sees what it sees alone."""
     return (mask.long().cumsum(dim=-1) - 1).clamp(min=0)
+
+
+def step_mask(key_mask: torch.Tensor | None, past: int, t: int, device: torch.device
+              ) -> torch.Tensor | None:
+    """The mask (B, 1, t, past + t) of t new queries after `past` cached positions: causality,
+    and padding where key_mask (B, past + t) bool marks the real tokens. None when no mask is
+    needed: one new token may see every cached one, and a prompt in an empty cache is plainly
+    causal."""
+    if key_mask is None and (t == 1 or past == 0):
+        return None
+    causal = torch.ones(t, past + t, dtype=torch.bool, device=device).tril(past)
+    return causal if key_mask is None else key_mask[:, None, None, :] & causal
 
 
 def forward_cached(model: GPT, idx: torch.Tensor, cache: KVCache,
@@ -101,9 +104,9 @@ def forward_cached(model: GPT, idx: torch.Tensor, cache: KVCache,
 
 def decode_head(model: GPT) -> torch.Tensor | None:
     """On the CPU, the LM head's weight (V, C) copied as (C, V): a decode step multiplies one row
-    by it, and PyTorch's CPU kernel reads the (C, V) layout about twice as fast (measured in
-    chapter 7). It is the largest matrix of GPT-2 (38.6M of 124M weights), so this alone decides
-    much of a step's time. Elsewhere None: GPU kernels read both layouts well."""
+    by it, and on some CPUs PyTorch's kernel reads the (C, V) layout faster (chapter 7, section
+    7.3, times both layouts on the reader's machine). It is the largest matrix of GPT-2 (38.6M of
+    124M weights). Elsewhere None: GPU kernels read both layouts well."""
     weight = model.lm_head.weight
     return weight.detach().t().contiguous() if weight.device.type == "cpu" else None
 

@@ -12,7 +12,8 @@ import torch
 from llmlib import embedding
 from llmlib.generate import Decoder
 from llmlib.gpt import GPT, GPTConfig
-from llmlib.kvcache import KVCache, StaticStep, decode_head, forward_cached, forward_static
+from llmlib.kvcache import (KVCache, StaticStep, decode_head, forward_cached, forward_static,
+                            step_mask)
 
 V, T_MAX = 40, 24
 OPTIONS = list(itertools.product([True, False], ["learned", "sinusoidal"], [True, False],
@@ -120,6 +121,20 @@ def test_cache_refuses_to_overflow():
     cache = KVCache(model, 1, 4)
     with pytest.raises(ValueError, match="holds 4 positions; 5 needed"):
         model(torch.zeros(1, 5, dtype=torch.long), kv_cache=cache)
+
+
+def test_step_mask_is_causal_and_hides_the_pads():
+    # no mask where none is needed: one new token, or a prompt into an empty cache
+    assert step_mask(None, 5, 1, torch.device("cpu")) is None
+    assert step_mask(None, 0, 4, torch.device("cpu")) is None
+    # 2 new queries after 3 cached keys: each sees the past and itself, not what follows
+    causal = step_mask(None, 3, 2, torch.device("cpu"))
+    assert causal.tolist() == [[True, True, True, True, False], [True] * 5]
+    # with padding: a (B, 1, t, past + t) mask that also hides the pads of each row
+    keys = torch.tensor([[False, True, True, True], [True, True, True, True]])
+    mask = step_mask(keys, 3, 1, torch.device("cpu"))
+    assert mask.shape == (2, 1, 1, 4)
+    assert mask[:, 0, 0].tolist() == keys.tolist()
 
 
 def test_a_training_step_never_reads_the_ids_on_the_device(monkeypatch):
