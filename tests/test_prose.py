@@ -35,6 +35,7 @@ NOT_MEASURED = {
                "4×": "GPT-2's feed-forward width", "1.85 GiB": "GPT-2's AdamW state, by formula",
                "23 GiB": "GPT-2 XL's AdamW state, by formula", "548 MB": "GPT-2's weights file",
                "16 GiB": "a GPU's memory", "1×": "the threshold a ratio is compared with"},
+    "07_generation": {"548 MB": "GPT-2's weights file"},
     "08_finetuning": {"95 %": "the confidence intervals' level", "40 GB": "GPT-2's WebText",
                       "1%": "1,179,648 of GPT-2's 124 M parameters, by arithmetic"},
 }
