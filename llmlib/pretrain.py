@@ -28,8 +28,8 @@ from tqdm.auto import tqdm
 
 from llmlib.device import parse_device
 from llmlib.gpt import GPT, GPTConfig
-from llmlib.speed import (PEAK_TFLOPS, compiled, datasheet_peak, flops_per_token,  # noqa: F401
-                          peak_flops, precision, utilization_label)
+from llmlib.speed import (PEAK_TFLOPS, compiled, datasheet_peak, describe_peak,  # noqa: F401
+                          flops_per_token, peak_flops, precision, utilization_label)
 from llmlib.tokenizers import ENDOFTEXT
 from llmlib.train import (Corpus, TrainConfig, TrainResult, batch_starts, check_resumable,
                           evaluate, fixed_batches, load_checkpoint, load_corpus, make_optimizer,
@@ -183,6 +183,8 @@ def pretrain(model_config: GPTConfig | None, cfg: TrainConfig, out: str | Path |
     drawn = shown and (_can_redraw() if bar is None else bar)
     progress_bar = tqdm(total=cfg.max_steps, initial=run.step, disable=not drawn, desc="pretrain")
     log = _log_to_stdout(progress_bar if drawn else None) if shown else None
+    if log is not None:
+        log(f"speed: {describe_peak(run.device, run.peak)}")
     try:
         with _stop_on_interrupt(run):
             if rng is not None:

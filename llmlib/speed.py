@@ -77,6 +77,16 @@ def utilization_label(device: torch.device) -> str:
     return "MFU" if datasheet_peak(device) is not None else "of matmul"
 
 
+def describe_peak(device: torch.device, peak: float) -> str:
+    """One line for a log's head: which FLOP/s its speed figures divide by, and so what they
+    mean."""
+    known = datasheet_peak(device)
+    if known is not None:
+        return f"MFU against the {known[0]}'s datasheet peak, {peak / 1e12:g} TFLOP/s (dense bf16)"
+    return (f"'% of matmul' against this machine's fastest 1024x1024 fp32 matrix product, "
+            f"{peak / 1e12:.3f} TFLOP/s: a measured reference, not a hardware peak (not MFU)")
+
+
 def compiled(model: nn.Module, example: torch.Tensor) -> nn.Module:
     """`torch.compile(model)`, or the model itself (with a warning) where compiling fails: an
     unsupported platform, or no C compiler. The first call compiles, so it is tried here on

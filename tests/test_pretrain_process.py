@@ -93,7 +93,8 @@ def test_a_log_redirected_to_a_file_is_one_plain_line_per_evaluation(tmp_path):
     assert "\r" not in text and "it/s" not in text and "pretrain:" not in text
     evaluation = (r"step (\d+)/20 \| train \d+\.\d{3} \| val \d+\.\d{3} \| lr \d\.\d\de-\d\d"
                   r"( \| [\d,]+ tok/s \| \d+\.\d% of matmul)?")
-    lines = text.splitlines()
+    head, *lines = text.splitlines()
+    assert head.startswith("speed: '% of matmul'")  # what the speed figures divide by
     assert [re.fullmatch(evaluation, line).group(1) for line in lines[:-1]] == ["0", "10", "20"]
     assert lines[-1].startswith("step 20: val loss") and len(lines) == 4
 

@@ -16,6 +16,7 @@ from llmlib.pretrain import (
     check_resumable,
     compiled,
     datasheet_peak,
+    describe_peak,
     flops_per_token,
     load_checkpoint,
     peak_flops,
@@ -206,11 +207,13 @@ def test_training_lowers_the_loss_and_keeps_the_best_checkpoint(corpus, tmp_path
 def test_every_evaluation_prints_a_plain_line_with_the_learning_rate(corpus, capsys):
     pretrain(tiny(corpus), quick(), corpus=corpus, device="cpu", bar=False)
     out, err = capsys.readouterr()
-    lines = out.splitlines()
+    head, *lines = out.splitlines()
+    assert head.startswith("speed: '% of matmul' against this machine's fastest")
+    assert head.endswith("(not MFU)")
     assert [line.split(" |")[0] for line in lines] == ["step 0/12", "step 6/12", "step 12/12"]
     assert lines[0].endswith(f"| lr {quick().lr_at(0):.2e}")  # before training: no speed yet
     assert f"| lr {quick().lr_at(11):.2e} |" in lines[-1]  # the last step's rate
-    assert "tok/s" in lines[-1] and "of matmul" in lines[-1] and "MFU" not in out
+    assert "tok/s" in lines[-1] and "of matmul" in lines[-1] and "MFU" not in "".join(lines)
     assert "\r" not in out + err and "pretrain:" not in err  # no bar was drawn
 
 
@@ -222,6 +225,7 @@ def test_speed_is_mfu_against_a_datasheet_only(monkeypatch):
     cuda = torch.device("cuda")
     assert datasheet_peak(cuda) == ("H100", 989e12) and utilization_label(cuda) == "MFU"
     assert peak_flops(cuda, torch.bfloat16) == 989e12
+    assert describe_peak(cuda, 989e12).startswith("MFU against the H100's datasheet peak, 989 ")
 
 
 def test_a_wsd_stable_checkpoint_decays_over_more_steps_on_resume(corpus, tmp_path):
