@@ -83,8 +83,9 @@ def describe_peak(device: torch.device, peak: float) -> str:
     known = datasheet_peak(device)
     if known is not None:
         return f"MFU against the {known[0]}'s datasheet peak, {peak / 1e12:g} TFLOP/s (dense bf16)"
-    return (f"'% of matmul' against this machine's fastest 1024x1024 fp32 matrix product, "
-            f"{peak / 1e12:.3f} TFLOP/s: a measured reference, not a hardware peak (not MFU)")
+    reference = "this machine's fastest 1024x1024 fp32 matrix product"
+    return (f"'% of matmul' against {reference}, {peak / 1e12:.3f} TFLOP/s: "
+            "a measured reference, not a hardware peak (not MFU)")
 
 
 def compiled(model: nn.Module, example: torch.Tensor) -> nn.Module:
