@@ -249,9 +249,10 @@ def __getattr__(name: str) -> Any:
 
 
 STATE_FILE = "train_state.pt"
-# Train settings a resumed run may change: logging, speed, and max_steps (to train longer).
+# Train settings a resumed run may change: logging, speed, and the schedule's end: max_steps (to
+# train longer) and decay_fraction (with it, to decay a WSD run from a stable-phase checkpoint).
 RESUMABLE_CHANGES = {"eval_interval", "log_interval", "checkpoint_interval", "sample_tokens",
-                     "compile", "max_steps"}
+                     "compile", "max_steps", "decay_fraction"}
 
 
 def rng_state() -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -75,6 +76,27 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
     (a, a_weights), (b, b_weights) = final_state(tmp_path / "two"), final_state(tmp_path / "one")
     assert a["history"]["loss"] == pytest.approx(b["history"]["loss"], abs=1e-5)
     assert max((a_weights[k] - b_weights[k]).abs().max().item() for k in a_weights) < 1e-5
+
+
+def test_a_log_redirected_to_a_file_is_one_plain_line_per_evaluation(tmp_path):
+    """`llmlib pretrain > log.txt 2>&1`: no progress bar where it cannot redraw, only the
+    evaluation lines (step, train, val, lr, tokens/s, speed) and the closing summary."""
+    log = tmp_path / "log.txt"
+    command = [sys.executable, "-m", "llmlib", "pretrain", *TINY, "--max-steps", "20",
+               "--eval-interval", "10", "--checkpoint-interval", "20", "--batch-size", "4",
+               "--out", str(tmp_path / "run")]
+    with log.open("w") as file:
+        done = subprocess.run(command, env=ENV, stdout=file, stderr=subprocess.STDOUT,
+                              timeout=240)
+    text = log.read_text()
+    assert done.returncode == 0, text
+    assert "\r" not in text and "it/s" not in text and "pretrain:" not in text
+    evaluation = (r"step (\d+)/20 \| train \d+\.\d{3} \| val \d+\.\d{3} \| lr \d\.\d\de-\d\d"
+                  r"( \| [\d,]+ tok/s \| \d+\.\d% of matmul)?")
+    head, *lines = text.splitlines()
+    assert head.startswith("speed: '% of matmul'")  # what the speed figures divide by
+    assert [re.fullmatch(evaluation, line).group(1) for line in lines[:-1]] == ["0", "10", "20"]
+    assert lines[-1].startswith("step 20: val loss") and len(lines) == 4
 
 
 def test_help_documents_every_setting():

@@ -15,10 +15,14 @@ from llmlib.pretrain import (
     _flush,
     check_resumable,
     compiled,
+    datasheet_peak,
+    describe_peak,
     flops_per_token,
     load_checkpoint,
+    peak_flops,
     pretrain,
     save_checkpoint,
+    utilization_label,
 )
 from llmlib.tokenizers import CharTokenizer
 from llmlib.train import (
@@ -198,6 +202,42 @@ def test_training_lowers_the_loss_and_keeps_the_best_checkpoint(corpus, tmp_path
     _, _, state = load_checkpoint(tmp_path / "best")
     assert state["step"] in result.evals["step"] and state["best_val"] == min(result.evals["val"])
     assert "_orig_mod" not in str(best.state_dict().keys())
+
+
+def test_every_evaluation_prints_a_plain_line_with_the_learning_rate(corpus, capsys):
+    pretrain(tiny(corpus), quick(), corpus=corpus, device="cpu", bar=False)
+    out, err = capsys.readouterr()
+    head, *lines = out.splitlines()
+    assert head.startswith("speed: '% of matmul' against this machine's fastest")
+    assert head.endswith("(not MFU)")
+    assert [line.split(" |")[0] for line in lines] == ["step 0/12", "step 6/12", "step 12/12"]
+    assert lines[0].endswith(f"| lr {quick().lr_at(0):.2e}")  # before training: no speed yet
+    assert f"| lr {quick().lr_at(11):.2e} |" in lines[-1]  # the last step's rate
+    assert "tok/s" in lines[-1] and "of matmul" in lines[-1] and "MFU" not in "".join(lines)
+    assert "\r" not in out + err and "pretrain:" not in err  # no bar was drawn
+
+
+def test_speed_is_mfu_against_a_datasheet_only(monkeypatch):
+    cpu = torch.device("cpu")
+    assert datasheet_peak(cpu) is None and utilization_label(cpu) == "of matmul"
+    assert 1e8 < peak_flops(cpu, torch.float32) < 1e14  # a measured matmul, in FLOP/s
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB")
+    cuda = torch.device("cuda")
+    assert datasheet_peak(cuda) == ("H100", 989e12) and utilization_label(cuda) == "MFU"
+    assert peak_flops(cuda, torch.bfloat16) == 989e12
+    assert describe_peak(cuda, 989e12).startswith("MFU against the H100's datasheet peak, 989 ")
+
+
+def test_a_wsd_stable_checkpoint_decays_over_more_steps_on_resume(corpus, tmp_path):
+    """Exercise 3: resume a WSD run at step k with max_steps 1.5k and decay_fraction 1/3: the
+    decay starts at k, where the stable phase stopped, with no jump in the learning rate."""
+    cfg = quick(max_steps=24, schedule="wsd", lr=1e-2, min_lr=1e-3)
+    pretrain(tiny(corpus), cfg, tmp_path, corpus=corpus, progress=False, stop_at=12)
+    longer = dataclasses.replace(cfg, max_steps=18, decay_fraction=1 / 3)
+    result = pretrain(None, longer, tmp_path, resume=True, corpus=corpus, progress=False)
+    lrs = result.history["lr"]
+    assert lrs[:13] == [cfg.lr_at(s) for s in range(13)] and lrs[12] == pytest.approx(1e-2)
+    assert lrs[17] == pytest.approx(1e-3) and lrs[12:] == sorted(lrs[12:], reverse=True)
 
 
 def test_accumulation_equals_the_large_batch(corpus):
