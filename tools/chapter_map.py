@@ -26,7 +26,7 @@ ROWS = (
     ("04", "4 Transformer block", "blocks", "LayerNorm, GELU, feed-forward, residual block"),
     ("05", "5 GPT", "gpt, checkpoint, gpt2",
      "the model, its configs, model folders (save/load), GPT-2 weights"),
-    ("06", "6 Pretraining", "train, pretrain, cmd_pretrain",
+    ("06", "6 Pretraining", "train, speed, pretrain, cmd_pretrain",
      "loss, AdamW, schedules, the loop, checkpoints, `llmlib pretrain`"),
     ("07", "7 Generation", "sampling, kvcache, generate, cmd_generate",
      "decoding strategies, the KV cache, beam search, `llmlib generate`"),
