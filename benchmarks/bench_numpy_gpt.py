@@ -11,13 +11,18 @@ For each model shape, with the same weights (float32) and the same ids, in alter
   - generation: greedy, batch 1, --new-tokens after a 10-token prompt: `numpy_generate.generate` (no
     cache) against `llmlib.generate.generate` without its KV cache, and with it.
 The script first checks that the two models give the same logits and the same greedy tokens.
-Torch runs on the CPU whatever LLMLIB_DEVICE says: NumPy has no other device. Ratios come from the
-fastest times (medians in brackets); a ratio > 1 means NumPy is slower.
+Torch runs on the CPU whatever LLMLIB_DEVICE says: NumPy has no other device. Times are medians
+(fastest in brackets). The ratio is NumPy's time over torch's in each round (the two timed moments
+apart, under the same load): its median, and its lowest and highest over the rounds; NumPy is
+called faster or slower only when every round agrees. The machine's load average is printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+
+import statistics
 
 import numpy as np
 import torch
@@ -29,7 +34,7 @@ from llmlib.numpy_gpt import NumpyGPT
 from llmlib.numpy_grad import AdamW, loss_and_grads, train_step
 from llmlib.train import TrainConfig, make_optimizer
 
-from common import machine, time_alternating
+from common import Timing, machine, time_alternating
 
 VOCAB = 85  # the course's character vocabulary (chapter 6)
 SIZES = {
@@ -91,6 +96,15 @@ def candidates(name: str, batch: int, new_tokens: int) -> dict[str, dict]:
     }, count_parameters(config)
 
 
+def verdict(ours: Timing, base: Timing) -> tuple[float, float, float, str]:
+    """NumPy's time over torch's, round by round: median, lowest, highest, and the word the spread
+    allows ("faster", "slower" or "within the spread")."""
+    ratios = sorted(a / b for a, b in zip(ours.times, base.times))
+    low, mid, high = ratios[0], statistics.median(ratios), ratios[-1]
+    word = "faster" if high < 1 else "slower" if low > 1 else "within the spread"
+    return mid, low, high, word
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one tiny shape, short timings")
@@ -110,23 +124,25 @@ def main(argv: list[str] | None = None) -> None:
     min_time = args.min_time if args.min_time is not None else (0.0 if args.quick else 0.2)
     batch, new_tokens = (2, 5) if args.quick else (args.batch, args.new_tokens)
     device = torch.device("cpu")
-    print(f"machine: {machine(device)}")
-    print(f"NumPy {np.__version__}; float32; batch {batch} at full context; fastest of {rounds} "
-          "alternating rounds (medians in brackets)")
+    print(f"machine: {machine(device)}; load average {os.getloadavg()[0]:.1f}")
+    print(f"NumPy {np.__version__}; float32; batch {batch} at full context; medians of {rounds} "
+          "alternating rounds (fastest in brackets)")
     print(f"{'model':11s} {'params':>7s} {'work':20s} {'NumPy ms':>19s} {'torch ms':>19s} "
-          f"{'NumPy/torch':>16s} {'torch+cache ms':>15s}")
+          f"{'NumPy/torch (rounds)':>23s} {'verdict':>17s} {'torch+cache ms':>15s}")
     for name in sizes:
         works, params = candidates(name, batch, new_tokens)
         for work, fns in works.items():
             t = time_alternating(fns, device, rounds, min_time=min_time)
             ours, base = t["numpy"], t["torch"]
-            cache = (f"{t['torch + KV cache'].fastest * 1e3:15.1f}" if "torch + KV cache" in t
+            cache = (f"{t['torch + KV cache'].median * 1e3:15.1f}" if "torch + KV cache" in t
                      else "")
-            ratio = f"{ours.fastest / base.fastest:8.1f}x ({ours.median / base.median:5.1f}x)"
+            mid, low, high, word = verdict(ours, base)
             print(f"{name:11s} {params / 1e6:6.2f}M {work:20s} "
-                  f"{ours.fastest * 1e3:9.1f} ({ours.median * 1e3:7.1f}) "
-                  f"{base.fastest * 1e3:9.1f} ({base.median * 1e3:7.1f}) {ratio} {cache}")
-    print("baseline: llmlib's GPT in torch on the same CPU, same weights; ratio > 1 = NumPy slower")
+                  f"{ours.median * 1e3:9.1f} ({ours.fastest * 1e3:7.1f}) "
+                  f"{base.median * 1e3:9.1f} ({base.fastest * 1e3:7.1f}) "
+                  f"{mid:8.2f}x ({low:.2f}-{high:.2f}x) {word:>17s} {cache}")
+    print("baseline: llmlib's GPT in torch on the same CPU, same weights (ratio > 1: NumPy is "
+          f"slower); load average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,22 @@ def parameter_shapes(config: NumpyGPTConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def init_params(config: NumpyGPTConfig, seed: int = 0) -> dict[str, np.ndarray]:
+    """GPT-2's initialization (as GPT.reset_parameters), float64: N(0, 0.02) matrices, zero
+    biases, unit LayerNorm gains, the residual projections (c_proj) at 0.02 / sqrt(2 n_layer)."""
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name, shape in parameter_shapes(config).items():
+        if name.endswith("bias"):
+            params[name] = np.zeros(shape)
+        elif len(shape) == 1:
+            params[name] = np.ones(shape)
+        else:
+            std = 0.02 / math.sqrt(2 * config.n_layer) if "c_proj" in name else 0.02
+            params[name] = rng.normal(0.0, std, shape)
+    return params
+
+
 def sinusoidal_table(num_positions: int, dim: int, base: float = 10000.0) -> np.ndarray:
     """Chapter 2's `sinusoidal_encoding` in NumPy: (T, C), sin and cos interleaved, float64."""
     position = np.arange(num_positions, dtype=np.float64)[:, None]         # (T, 1)
@@ -86,6 +102,68 @@ def sinusoidal_table(num_positions: int, dim: int, base: float = 10000.0) -> np.
     return np.stack((np.sin(angle), np.cos(angle)), axis=-1).reshape(num_positions, dim)
 
 
+class NumpyGPT:
+    """llmlib's GPT in NumPy: weights in `params` (GPT-2's names, torch's layouts, one dtype),
+    `forward` (B, T) ids -> (B, T, V) logits, `loss`. No dropout (eval mode). Generation is
+    the function `llmlib.numpy_generate.generate(model, ...)`."""
+
+    init_params = staticmethod(init_params)
+
+    def __init__(self, config: NumpyGPTConfig, params: dict[str, np.ndarray] | None = None,
+                 dtype: Any = np.float32, seed: int = 0):
+        self.config, self.dtype = config, check_dtype(dtype)
+        shapes = parameter_shapes(config)
+        params = check_weights(shapes, init_params(config, seed) if params is None else params)
+        # copies: training updates them in place, never the caller's arrays (or torch's memory)
+        self.params = {k: np.array(params[k], dtype=self.dtype, order="C") for k in shapes}
+        self.pe = (sinusoidal_table(config.context_length, config.n_embd).astype(np.float32)
+                   .astype(self.dtype) if config.position == "sinusoidal" else None)
+
+    @classmethod
+    def from_gpt(cls, model: Any, dtype: Any = np.float32) -> NumpyGPT:
+        """Copy an llmlib GPT's weights (any device and dtype) into NumPy arrays of `dtype`."""
+        check_portable(model)  # an llmlib GPT, tied head, pre-norm, tanh GELU, no LoRA
+        config = NumpyGPTConfig.from_dict(model.config.to_dict())
+        params = {k: v.detach().cpu().double().numpy() for k, v in model.state_dict().items()
+                  if k != "lm_head.weight"}  # NumpyGPT copies them
+        return cls(config, params, dtype)
+
+    @classmethod
+    def load(cls, directory: str | Path, dtype: Any = np.float32) -> NumpyGPT:
+        """Read GPT.save's folder (config.json, model.safetensors) with NumPy alone, no torch."""
+        config = NumpyGPTConfig.from_dict(read_config(directory))
+        return cls(config, read_weights(Path(directory) / WEIGHTS_FILE, "numpy"), dtype)
+
+    def forward(self, idx: np.ndarray, padding_mask: np.ndarray | None = None) -> np.ndarray:
+        """idx (B, T) int -> logits (B, T, V). padding_mask (B, T) bool, True at real tokens: pads
+        are hidden from every query, and positions count from each row's first real token."""
+        return forward_tape(self, idx, padding_mask)[0]
+
+    __call__ = forward
+
+    def loss(self, idx: np.ndarray, targets: np.ndarray,
+             padding_mask: np.ndarray | None = None) -> float:
+        """The mean cross-entropy (targets (B, T), -100 ignored), as GPT.forward(idx, targets)."""
+        return cross_entropy(self.forward(idx, padding_mask), targets)[0]
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """Gone: generation is the function `llmlib.numpy_generate.generate(model, ...)`."""
+        raise NotImplementedError("NumpyGPT.generate moved out of the model's module: call "
+                                  "llmlib.numpy_generate.generate(model, prompt, n, ...)")
+
+    def num_parameters(self) -> int:
+        """Parameters (the tied head counted once), as llmlib.gpt.count_parameters."""
+        return sum(p.size for p in self.params.values())
+
+    def nbytes(self) -> int:
+        return sum(p.nbytes for p in self.params.values())
+
+    def __repr__(self) -> str:
+        return (f"NumpyGPT({self.num_parameters():,} parameters, {self.dtype}, "
+                f"{asdict(self.config)})")
+
+
+# The input checks: each one says what is wrong and how to fix it, as chapter 0's do for tensors.
 def check_ids(idx: Any, vocab_size: int, context_length: int, name: str = "idx") -> np.ndarray:
     """idx as a (B, T) integer array with ids in [0, vocab_size) and 1 <= T <= context_length."""
     if not isinstance(idx, np.ndarray):
@@ -122,116 +200,47 @@ def check_padding_mask(padding_mask: Any, shape: tuple[int, int]) -> np.ndarray:
     return padding_mask
 
 
-def positions_of(padding_mask: np.ndarray) -> np.ndarray:
-    """Position ids (B, T): each row's first real token is position 0, as llmlib.kvcache's
-    positions_of does for left-padded batches (so a padded prompt sees what it sees alone)."""
-    return np.maximum(np.cumsum(padding_mask, axis=1) - 1, 0)
+def check_dtype(dtype: Any) -> np.dtype:
+    """float32 or float64, as a NumPy dtype."""
+    dtype = np.dtype(dtype)
+    if dtype not in [np.dtype(d) for d in DTYPES]:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
 
 
-class NumpyGPT:
-    """llmlib's GPT in NumPy: weights in `params` (GPT-2's names, torch's layouts, one dtype),
-    `forward` (B, T) ids -> (B, T, V) logits, `loss`. No dropout (eval mode). Generation is
-    the function `llmlib.numpy_generate.generate(model, ...)`."""
+def check_weights(shapes: dict[str, tuple[int, ...]], params: dict[str, Any]) -> dict[str, Any]:
+    """params, if it has exactly the names and shapes of `shapes` (parameter_shapes(config))."""
+    missing, extra = sorted(set(shapes) - set(params)), sorted(set(params) - set(shapes))
+    wrong = [f"{k}: {np.shape(params[k])} but the config implies {s}"
+             for k, s in shapes.items() if k in params and np.shape(params[k]) != s]
+    if missing or extra or wrong:
+        problems = [f"missing {missing}"] if missing else []
+        problems += [f"unexpected {extra}"] if extra else []
+        raise ValueError("the weights do not fit the config: " + "; ".join(problems + wrong))
+    return params
 
-    def __init__(self, config: NumpyGPTConfig, params: dict[str, np.ndarray] | None = None,
-                 dtype: Any = np.float32, seed: int = 0):
-        dtype = np.dtype(dtype)
-        if dtype not in [np.dtype(d) for d in DTYPES]:
-            raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-        self.config, self.dtype = config, dtype
-        shapes = parameter_shapes(config)
-        if params is None:
-            params = self.init_params(config, seed)
-        missing, extra = sorted(set(shapes) - set(params)), sorted(set(params) - set(shapes))
-        wrong = [f"{k}: {np.shape(params[k])} but the config implies {s}"
-                 for k, s in shapes.items() if k in params and np.shape(params[k]) != s]
-        if missing or extra or wrong:
-            problems = [f"missing {missing}"] if missing else []
-            problems += [f"unexpected {extra}"] if extra else []
-            raise ValueError("the weights do not fit the config: " + "; ".join(problems + wrong))
-        # copies, always: training updates them in place, which must never reach the caller's
-        # arrays (or a torch model's memory, which .numpy() shares)
-        self.params = {k: np.array(params[k], dtype=dtype, order="C") for k in shapes}
-        self.pe = (sinusoidal_table(config.context_length, config.n_embd).astype(np.float32)
-                   .astype(dtype) if config.position == "sinusoidal" else None)
 
-    @staticmethod
-    def init_params(config: NumpyGPTConfig, seed: int = 0) -> dict[str, np.ndarray]:
-        """GPT-2's initialization (as GPT.reset_parameters): N(0, 0.02) matrices, zero biases, unit
-        LayerNorm gains, the residual projections (c_proj) at 0.02 / sqrt(2 n_layer)."""
-        rng = np.random.default_rng(seed)
-        params = {}
-        for name, shape in parameter_shapes(config).items():
-            if name.endswith("bias"):
-                params[name] = np.zeros(shape)
-            elif len(shape) == 1:
-                params[name] = np.ones(shape)
-            else:
-                std = 0.02 / math.sqrt(2 * config.n_layer) if "c_proj" in name else 0.02
-                params[name] = rng.normal(0.0, std, shape)
-        return params
+def check_portable(model: Any) -> None:
+    """Refuse what the port leaves out: anything but an llmlib GPT, LoRA adapters (merge them
+    first), an untied head, post-norm blocks and the exact GELU (which GPT never builds)."""
+    from llmlib.gpt import GPT
 
-    @classmethod
-    def from_gpt(cls, model: Any, dtype: Any = np.float32) -> NumpyGPT:
-        """Copy an llmlib GPT's weights (any device and dtype) into NumPy arrays of `dtype`."""
-        from llmlib.gpt import GPT
-
-        if not isinstance(model, GPT):
-            hint = " (pass classifier.gpt)" if hasattr(model, "gpt") else ""
-            raise TypeError(f"from_gpt copies an llmlib.gpt.GPT, got {type(model).__name__}{hint}")
-        if any(hasattr(m, "lora_A") for m in model.modules()):
-            raise ValueError("the model has LoRA adapters, which the NumPy GPT does not port: "
-                             "merge them first (llmlib.lora.merge_lora(model))")
-        if model.lm_head.weight is not model.transformer.wte.weight:
-            raise ValueError("the NumPy GPT ties the LM head to wte, "
-                             "but this model's head is a separate tensor: tie it "
-                             "(model.lm_head.weight = model.transformer.wte.weight) "
-                             "or keep it in torch")
-        for i, blk in enumerate(model.transformer.h):
-            if not blk.pre_norm or blk.mlp.gelu.approximate != "tanh":
-                raise ValueError(f"block {i} is post-norm or uses the exact GELU; "
-                                 "the NumPy GPT ports GPT-2's pre-norm blocks "
-                                 "with the tanh GELU only")
-        config = NumpyGPTConfig.from_dict(model.config.to_dict())
-        params = {k: v.detach().cpu().double().numpy() for k, v in model.state_dict().items()
-                  if k != "lm_head.weight"}  # NumpyGPT copies them
-        return cls(config, params, dtype)
-
-    @classmethod
-    def load(cls, directory: str | Path, dtype: Any = np.float32) -> NumpyGPT:
-        """Read what GPT.save wrote (config.json, model.safetensors) with NumPy alone, no torch:
-        `llmlib.checkpoint` reads the folder, safetensors gives NumPy arrays."""
-        config = NumpyGPTConfig.from_dict(read_config(directory))
-        return cls(config, read_weights(Path(directory) / WEIGHTS_FILE, "numpy"), dtype)
-
-    def forward(self, idx: np.ndarray, padding_mask: np.ndarray | None = None) -> np.ndarray:
-        """idx (B, T) int -> logits (B, T, V). padding_mask (B, T) bool, True at real tokens: pads
-        are hidden from every query, and positions count from each row's first real token."""
-        return forward_tape(self, idx, padding_mask)[0]
-
-    __call__ = forward
-
-    def loss(self, idx: np.ndarray, targets: np.ndarray,
-             padding_mask: np.ndarray | None = None) -> float:
-        """The mean cross-entropy (targets (B, T), -100 ignored), as GPT.forward(idx, targets)."""
-        return cross_entropy(self.forward(idx, padding_mask), targets)[0]
-
-    def generate(self, *args: Any, **kwargs: Any) -> Any:
-        """Gone: generation is the function `llmlib.numpy_generate.generate(model, ...)`."""
-        raise NotImplementedError(
-            "NumpyGPT.generate moved out of the model's module (no import circle): "
-            "call llmlib.numpy_generate.generate(model, prompt, max_new_tokens, ...)")
-
-    def num_parameters(self) -> int:
-        """Parameters (the tied head counted once), as llmlib.gpt.count_parameters."""
-        return sum(p.size for p in self.params.values())
-
-    def nbytes(self) -> int:
-        return sum(p.nbytes for p in self.params.values())
-
-    def __repr__(self) -> str:
-        return (f"NumpyGPT({self.num_parameters():,} parameters, {self.dtype}, "
-                f"{asdict(self.config)})")
+    if not isinstance(model, GPT):
+        hint = " (pass classifier.gpt)" if hasattr(model, "gpt") else ""
+        raise TypeError(f"from_gpt copies an llmlib.gpt.GPT, got {type(model).__name__}{hint}")
+    if any(hasattr(m, "lora_A") for m in model.modules()):
+        raise ValueError("the model has LoRA adapters, which the NumPy GPT does not port: "
+                         "merge them first (llmlib.lora.merge_lora(model))")
+    if model.lm_head.weight is not model.transformer.wte.weight:
+        raise ValueError("the NumPy GPT ties the LM head to wte, "
+                         "but this model's head is a separate tensor: tie it "
+                         "(model.lm_head.weight = model.transformer.wte.weight) "
+                         "or keep it in torch")
+    for i, blk in enumerate(model.transformer.h):
+        if not blk.pre_norm or blk.mlp.gelu.approximate != "tanh":
+            raise ValueError(f"block {i} is post-norm or uses the exact GELU; "
+                             "the NumPy GPT ports GPT-2's pre-norm blocks "
+                             "with the tanh GELU only")
 
 
 GELU_K = math.sqrt(2.0 / math.pi)  # GPT-2's tanh GELU: 0.5 x (1 + tanh(k (x + 0.044715 x^3)))
@@ -306,6 +315,12 @@ def block(x: np.ndarray, p: dict[str, np.ndarray], i: int, config: NumpyGPTConfi
     act = gelu(fc)
     x = x + linear(act, p[pre + "mlp.c_proj.weight"], p.get(pre + "mlp.c_proj.bias"))
     return x, dict(ln1=ln1, att=att, h2=h2, ln2=ln2, fc=fc, act=act)
+
+
+def positions_of(padding_mask: np.ndarray) -> np.ndarray:
+    """Position ids (B, T): each row's first real token is position 0, as llmlib.kvcache's
+    positions_of does for left-padded batches (so a padded prompt sees what it sees alone)."""
+    return np.maximum(np.cumsum(padding_mask, axis=1) - 1, 0)
 
 
 def forward_tape(model: NumpyGPT, idx: np.ndarray, padding_mask: np.ndarray | None = None

@@ -136,25 +136,6 @@ def loss_and_grads(model: NumpyGPT, idx: np.ndarray, targets: np.ndarray,
     return loss, backward(model, tape, dlogits)
 
 
-def tape_nbytes(tape: dict[str, Any]) -> int:
-    """Bytes of the arrays a forward pass keeps for the backward (the activations), each buffer
-    counted once (q, k and v are views of one array)."""
-    seen: dict[int, int] = {}
-    stack: list[Any] = [tape]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack += item.values()
-        elif isinstance(item, (list, tuple)):
-            stack += item
-        elif isinstance(item, np.ndarray):
-            base = item if item.base is None else item.base
-            while isinstance(base.base, np.ndarray):
-                base = base.base
-            seen[id(base)] = base.nbytes
-    return sum(seen.values())
-
-
 def clip_grad_norm(grads: dict[str, np.ndarray], max_norm: float) -> float:
     """Scale every gradient by min(1, max_norm / (norm + 1e-6)), norm being the L2 norm of all of
     them together (torch.nn.utils.clip_grad_norm_); returns the norm before clipping."""
@@ -218,3 +199,22 @@ def train_step(model: NumpyGPT, optimizer: AdamW, idx: np.ndarray, targets: np.n
         clip_grad_norm(grads, cfg.grad_clip)
     optimizer.step(model.params, grads, cfg.lr_at(step))
     return loss
+
+
+def tape_nbytes(tape: dict[str, Any]) -> int:
+    """Bytes of the arrays a forward pass keeps for the backward (the activations), each buffer
+    counted once (q, k and v are views of one array)."""
+    seen: dict[int, int] = {}
+    stack: list[Any] = [tape]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack += item.values()
+        elif isinstance(item, (list, tuple)):
+            stack += item
+        elif isinstance(item, np.ndarray):
+            base = item if item.base is None else item.base
+            while isinstance(base.base, np.ndarray):
+                base = base.base
+            seen[id(base)] = base.nbytes
+    return sum(seen.values())

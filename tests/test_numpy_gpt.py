@@ -182,6 +182,27 @@ def test_init_params_follow_gpt2_initialization():
     assert not params["transformer.h.0.attn.c_attn.bias"].any()
     assert abs(params["transformer.wte.weight"].std() - 0.02) < 2e-3
     assert abs(params["transformer.h.3.mlp.c_proj.weight"].std() - 0.02 / np.sqrt(8)) < 1e-3
+    from llmlib.numpy_gpt import init_params  # the module's function, also NumpyGPT.init_params
+
+    drawn, again = init_params(config, seed=1), NumpyGPT.init_params(config, seed=1)
+    assert all(np.array_equal(drawn[k], again[k])
+               and np.array_equal(drawn[k].astype(np.float32), params[k]) for k in params)
+
+
+def test_the_input_checks_can_be_called_alone():
+    """The checks that NumpyGPT folds away are functions of their own, with the same messages."""
+    from llmlib.numpy_gpt import check_dtype, check_portable, check_weights
+
+    config = NumpyGPTConfig(vocab_size=V, context_length=8, n_layer=1, n_head=2, n_embd=8)
+    shapes = parameter_shapes(config)
+    assert check_dtype("float64") == np.float64
+    with pytest.raises(ValueError, match="float32 or float64"):
+        check_dtype(np.float16)
+    with pytest.raises(ValueError, match="missing"):
+        check_weights(shapes, {})
+    with pytest.raises(TypeError, match="llmlib.gpt.GPT"):
+        check_portable(torch.nn.Linear(2, 2))
+    check_portable(make_gpt())  # a GPT the port supports passes
 
 
 # --- counts --------------------------------------------------------------------------------------
