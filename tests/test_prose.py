@@ -36,6 +36,7 @@ NOT_MEASURED = {
                "23 GiB": "GPT-2 XL's AdamW state, by formula", "548 MB": "GPT-2's weights file",
                "16 GiB": "a GPU's memory", "1×": "the threshold a ratio is compared with"},
     "07_generation": {"548 MB": "GPT-2's weights file"},
+    "A_numpy_gpt": {"410 GB": "8 · 12 · 1024³ numbers × 4 bytes"},
     "08_finetuning": {"95 %": "the confidence intervals' level", "40 GB": "GPT-2's WebText",
                       "1%": "1,179,648 of GPT-2's 124 M parameters, by arithmetic"},
 }
