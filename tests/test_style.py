@@ -50,6 +50,25 @@ def test_code_in_markdown_does_not_scroll_sideways(path):
     assert not too_long, f"{path.name}: code lines over {LINE_LENGTH} characters: {too_long}"
 
 
+# Chapters 6-8 and the appendix show the short version of each mechanism and fold the production
+# code (their second edition); chapters 0-5 chose their folds before this rule and keep them.
+FOLDED_CHAPTERS = ("06_", "07_", "08_", "A_")
+LONG_CELL = 60
+
+
+@pytest.mark.parametrize("path", [p for p in CHAPTERS if p.name.startswith(FOLDED_CHAPTERS)],
+                         ids=lambda p: p.stem)
+def test_long_code_cells_are_folded(path):
+    """A code cell over LONG_CELL lines is plumbing the reader opens on demand (`hide-input`)."""
+    unfolded = [(index, len("".join(cell["source"]).splitlines()))
+                for index, cell in enumerate(read_notebook(path)["cells"])
+                if cell["cell_type"] == "code"
+                and len("".join(cell["source"]).splitlines()) > LONG_CELL
+                and "hide-input" not in cell.get("metadata", {}).get("tags", [])]
+    assert not unfolded, (f"{path.name}: code cells (index, lines) over {LONG_CELL} lines "
+                          f"without the hide-input tag: {unfolded}")
+
+
 # A string piece: its prefix letters, its quotes, its text. Prefixes are at most 3 letters (rb, Rf).
 _PIECE = re.compile(r"([a-zA-Z]{0,3})('\'\'|\"\"\"|'|\")(.*)\2", re.S)
 SHORT_PIECE = 8  # characters of text: a piece this short is the tail of a phrase cut by a wrap
