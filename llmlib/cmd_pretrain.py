@@ -73,7 +73,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     from llmlib.device import parse_device
     from llmlib.gpt import GPTConfig
     from llmlib.pretrain import distributed, pretrain
-    from llmlib.train import load_corpus
+    from llmlib.train import check_out_folder, load_corpus
 
     flags, model_fields, cfg = settings_from_args(args)
     device = parse_device(flags.device, "--device")
@@ -86,11 +86,12 @@ def run_pretrain(args: argparse.Namespace) -> int:
         corpus = None
     else:
         GPTConfig.preset(flags.preset, vocab_size=1, **model_fields)  # a bad shape fails first
-        corpus = load_corpus(cfg)
-        model_config = GPTConfig.preset(flags.preset, tokenizer=corpus.tokenizer, **model_fields)
         if (flags.out / "last").exists():
             raise ValueError(f"{flags.out} already holds a run: pass --resume to continue it, "
                              "or choose another --out")
+        check_out_folder(flags.out)  # a file, or a folder of the user's: refused, untouched
+        corpus = load_corpus(cfg)
+        model_config = GPTConfig.preset(flags.preset, tokenizer=corpus.tokenizer, **model_fields)
     result = pretrain(model_config, cfg, flags.out, resume=flags.resume, device=device,
                       corpus=corpus)
     if distributed()[0] == 0:

@@ -31,9 +31,9 @@ from llmlib.gpt import GPT, GPTConfig
 from llmlib.speed import (PEAK_TFLOPS, compiled, datasheet_peak, describe_peak,  # noqa: F401
                           flops_per_token, peak_flops, precision, utilization_label)
 from llmlib.tokenizers import ENDOFTEXT
-from llmlib.train import (Corpus, TrainConfig, TrainResult, batch_starts, check_resumable,
-                          evaluate, fixed_batches, load_checkpoint, load_corpus, make_optimizer,
-                          rng_state, save_checkpoint, set_rng_state, windows)
+from llmlib.train import (Corpus, TrainConfig, TrainResult, batch_starts, check_out_folder,
+                          check_resumable, evaluate, fixed_batches, load_checkpoint, load_corpus,
+                          make_optimizer, rng_state, save_checkpoint, set_rng_state, windows)
 
 
 def distributed() -> tuple[int, int, int]:
@@ -150,6 +150,8 @@ def _model_and_corpus(model_config: GPTConfig | None, cfg: TrainConfig, out: Pat
         model, tokenizer, state = load_checkpoint(out / "last")
         check_resumable(state, model_config or model.config, cfg)
         return model, corpus or load_corpus(cfg, tokenizer=tokenizer), state
+    if out is not None:
+        check_out_folder(out)  # before anything is written into it
     corpus = corpus or load_corpus(cfg)
     if model_config is None or model_config.vocab_size != corpus.tokenizer.vocab_size:
         raise ValueError("model_config.vocab_size must be the tokenizer's "

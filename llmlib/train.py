@@ -296,6 +296,24 @@ def save_checkpoint(folder: Path, model: GPT, tokenizer: Any, state: Mapping[str
     return folder
 
 
+def is_run_folder(folder: Path) -> bool:
+    """Whether `folder` holds a pretraining run: a checkpoint in `last/` or `best/`."""
+    return any((folder / name / STATE_FILE).is_file() for name in ("last", "best"))
+
+
+def check_out_folder(out: Path) -> None:
+    """Refuse an `out` that a new run could damage. A run writes `out/last` and `out/best` and
+    swaps each in atomically, which would replace a user's own folder of that name: so `out`
+    must be new, empty, or one of our runs (whose checkpoints it may replace)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out folder {out} is a file: choose a new folder for the run")
+    if out.is_dir() and any(out.iterdir()) and not is_run_folder(out):
+        names = sorted(p.name for p in out.iterdir())
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        raise ValueError(f"out folder {out} holds files that are not a run ({shown}): choose a "
+                         "new folder, so that nothing of yours is replaced")
+
+
 def load_checkpoint(folder: Path) -> tuple[GPT, Any, dict[str, Any]]:
     """The model, tokenizer and train state of a checkpoint folder (a clear error if damaged)."""
     folder = Path(folder)

@@ -153,3 +153,53 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert "stopped early; continue with: llmlib pretrain --resume" in out
     step = torch.load(run / "last" / "train_state.pt", weights_only=True)["step"]
     assert 0 < step < 5000
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder`, by relative path, with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("user_entry", ["folder", "file"])
+def test_an_out_folder_of_the_users_is_refused_and_untouched(tmp_path, user_entry):
+    """A run swaps `best/` and `last/` in atomically: in a folder of the user's that would replace
+    their own `best/`. The command refuses before it writes, with one line, and exit code 2."""
+    out = tmp_path / "thesis"
+    if user_entry == "folder":
+        (out / "best").mkdir(parents=True)
+        (out / "best" / "thesis.tex").write_text("\\section{Results}\n")
+    else:
+        out.mkdir()
+        (out / "best").write_text("not a checkpoint\n")
+    (out / "notes.txt").write_bytes(b"mine")
+    before = snapshot(out)
+    process = pretrain("--max-steps", "4", "--out", str(out))
+    stdout, err = process.communicate(timeout=120)
+    assert process.returncode == 2, stdout + err
+    assert "holds files that are not a run (best, notes.txt)" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert snapshot(out) == before and sorted(p.name for p in out.iterdir()) == ["best",
+                                                                               "notes.txt"]
+
+
+def test_an_out_that_is_a_file_is_refused(tmp_path):
+    target = tmp_path / "model.txt"
+    target.write_text("keep me")
+    process = pretrain("--max-steps", "4", "--out", str(target))
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 2 and "is a file: choose a new folder" in err
+    assert target.read_text() == "keep me"
+
+
+def test_the_python_api_refuses_a_users_folder_too(tmp_path):
+    from llmlib.pretrain import pretrain as run_pretrain
+    from llmlib.train import TrainConfig
+
+    (tmp_path / "best").mkdir()
+    (tmp_path / "best" / "draft.txt").write_text("mine")
+    before = snapshot(tmp_path)
+    with pytest.raises(ValueError, match="holds files that are not a run"):
+        run_pretrain(None, TrainConfig(max_steps=4, warmup_steps=1), tmp_path, device="cpu",
+                     progress=False)
+    assert snapshot(tmp_path) == before
