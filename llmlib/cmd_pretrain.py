@@ -8,11 +8,12 @@ override it. The library is imported when the command is chosen, not with the co
 from __future__ import annotations
 
 import argparse
+import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmlib.command import Command, add_flags, read_settings, take
+from llmlib.command import Command, add_flags, check_setting, read_settings, take
 
 if TYPE_CHECKING:
     from llmlib.train import TrainConfig
@@ -58,13 +59,16 @@ def settings_from_args(args: argparse.Namespace
                        ) -> tuple[PretrainFlags, dict[str, Any], TrainConfig]:
     """The command's flags, the model fields given and the TrainConfig of a command line:
     defaults < --config < flags."""
+    from llmlib.gpt import GPTConfig
     from llmlib.train import TrainConfig
 
     known = {*MODEL_FLAGS, "preset", *(f.name for f in fields(TrainConfig))}
     values = read_settings(args, known)
     flags = take(PretrainFlags, values)
-    model = {name: values.pop(name) for name in MODEL_FLAGS if name in values}
-    return flags, model, TrainConfig.from_dict(values)
+    hints = typing.get_type_hints(GPTConfig)  # a --config file's values are checked like flags'
+    model = {name: check_setting(name, values.pop(name), hints[name])
+             for name in MODEL_FLAGS if name in values}
+    return flags, model, take(TrainConfig, values)
 
 
 def run_pretrain(args: argparse.Namespace) -> int:

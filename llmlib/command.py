@@ -123,7 +123,8 @@ def read_settings(args: argparse.Namespace, known: Collection[str]) -> dict[str,
     config = getattr(args, "config", None)
     if config is not None:
         values = read_json(config, "pass --config a JSON object of settings, e.g. "
-                           '{"max_steps": 100}', dict, "a JSON object of settings")
+                           '{"max_steps": 100}', dict, "a JSON object of settings",
+                           max_bytes=1_000_000)
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise ValueError(f"--config {config}: unknown setting(s) {unknown}; "
@@ -136,13 +137,32 @@ def read_settings(args: argparse.Namespace, known: Collection[str]) -> dict[str,
 
 def take(settings: type, values: dict[str, Any]) -> Any:
     """An instance of the dataclass `settings` from the entries of `values` named like its fields,
-    which are removed from `values`. A field without a default needs a value (a clear error)."""
+    which are removed from `values`. A field without a default needs a value (a clear error), and
+    a value of the wrong type (from a `--config` file: "seed": 1.5, "compile": "false") is named."""
     found = {}
+    hints = typing.get_type_hints(settings)
     for field in dataclasses.fields(settings):
         if field.name in values:
-            found[field.name] = values.pop(field.name)
+            found[field.name] = check_setting(field.name, values.pop(field.name), hints[field.name])
         elif (field.default is dataclasses.MISSING
               and field.default_factory is dataclasses.MISSING):
             flag = "--" + field.name.replace("_", "-")
             raise ValueError(f"{flag} is required")
     return settings(**found)
+
+
+
+def check_setting(name: str, value: Any, hint: Any) -> Any:
+    """`value` if it has the type `hint` names (bool, int, float, str, or one of them or None);
+    JSON has no int/float distinction in text, so an int is a fine float, but 1.5 is no int."""
+    kind = _flag_type(hint)
+    optional = type(None) in typing.get_args(hint)
+    if value is None and optional or kind not in (bool, int, float, str):
+        return value
+    ok = (isinstance(value, bool) if kind is bool
+          else isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float
+          else isinstance(value, kind) and not isinstance(value, bool))
+    if not ok:
+        raise ValueError(f"setting {name!r} must be {'an' if kind is int else 'a'} "
+                         f"{kind.__name__}, got {type(value).__name__} {value!r}")
+    return value

@@ -36,12 +36,18 @@ def write_json(path: str | Path, value: Any) -> Path:
 
 
 def read_json(path: str | Path, fix: str, expect: type | None = None,
-              what: str | None = None) -> Any:
+              what: str | None = None, max_bytes: int | None = None) -> Any:
     """The JSON value stored in `path`. Every error names the file and ends with `fix`, the way to
     get a good file ("re-create it with GPT.save"). With `expect` (dict or list) the top-level
     value must be of that type; `what` then describes it in the error ("a JSON object of
-    GPTConfig fields")."""
+    GPTConfig fields"). Only a regular file is read (not a folder or a device such as
+    /dev/zero), and with `max_bytes` only one that small."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{path} is not a file (a folder or a device); {fix}")
+    if max_bytes is not None and path.is_file() and path.stat().st_size > max_bytes:
+        raise ValueError(f"{path} holds {path.stat().st_size:,} bytes, more than the "
+                         f"{max_bytes:,} such a file needs; {fix}")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -54,6 +60,8 @@ def read_json(path: str | Path, fix: str, expect: type | None = None,
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON (line {err.lineno}, column {err.colno}): "
                          f"{err.msg}; {fix}") from None
+    except RecursionError:  # thousands of nested arrays: valid JSON no settings file needs
+        raise ValueError(f"{path} nests its JSON too deeply to read; {fix}") from None
     if expect is not None and not isinstance(value, expect):
         kind = {dict: "a JSON object", list: "a JSON list"}.get(expect, expect.__name__)
         raise ValueError(f"{path} must hold {what or kind}, not {type(value).__name__}; {fix}")

@@ -132,3 +132,44 @@ def test_every_command_checks_its_device_first(command, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("llmlib: error: --device='tpu9' is not a device name"), err
     assert not (tmp_path / "run").exists()
+
+
+BAD_CONFIGS = [  # (the --config file's content, what the one-line error says)
+    ('{"seed": 1.5}', "setting 'seed' must be an int, got float 1.5"),
+    ('{"compile": "false"}', "setting 'compile' must be a bool, got str 'false'"),
+    ('{"warmup_steps": 0.5}', "setting 'warmup_steps' must be an int, got float 0.5"),
+    ('{"bias": "no"}', "setting 'bias' must be a bool, got str 'no'"),
+    ('{"split_seed": "x"}', "setting 'split_seed' must be an int, got str 'x'"),
+    ("[" * 100_000 + "]" * 100_000, "nests its JSON too deeply to read"),
+]
+
+
+@pytest.mark.parametrize("content, message", BAD_CONFIGS, ids=lambda v: str(v)[:20])
+def test_a_bad_config_file_gets_one_line_before_anything_is_written(tmp_path, capsys, content,
+                                                                     message):
+    config = tmp_path / "run.json"
+    config.write_text(content)
+    out = tmp_path / "run"
+    assert cli.main(["pretrain", "--preset", "smoke", "--config", str(config),
+                     "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("target", ["folder", "/dev/zero", "large"])
+def test_a_config_that_is_no_small_file_is_refused_unread(tmp_path, capsys, target):
+    if target == "folder":
+        config = tmp_path
+    elif target == "large":
+        config = tmp_path / "big.json"
+        config.write_text('{"max_steps": 4, "pad": "' + "x" * 1_100_000 + '"}')
+    else:
+        config = Path(target)
+        if not config.exists():
+            pytest.skip("no /dev/zero here")
+    assert cli.main(["pretrain", "--preset", "smoke", "--config", str(config),
+                     "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    expected = "more than the 1,000,000" if target == "large" else "is not a file"
+    assert expected in err and len(err.strip().splitlines()) == 1, err
