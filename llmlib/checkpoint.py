@@ -46,17 +46,34 @@ def write_weights(path: str | Path, tensors: Mapping[str, Any]) -> Path:
 
 def read_weights(path: str | Path, framework: str = "pt") -> dict[str, Any]:
     """The tensors of a safetensors file, on the CPU: torch tensors (`framework="pt"`) or NumPy
-    arrays (`"numpy"`, which needs no torch). A damaged file is a ValueError."""
+    arrays (`"numpy"`, which needs no torch). A damaged file is a ValueError, and so are weights
+    that are not finite (a model that would sample from NaN; `check_weights` checks dtypes)."""
     if framework == "numpy":
         from safetensors.numpy import load_file
     else:
         from safetensors.torch import load_file
     try:
-        return load_file(str(path))
+        weights = load_file(str(path))
     except Exception as err:  # safetensors raises its own error types for damaged files
         raise ValueError(f"{path} is not a readable safetensors file "
                          f"({type(err).__name__}: {err}); it may be truncated: save it again"
                          ) from None
+    for name, tensor in weights.items():
+        _check_weight(path, name, tensor)
+    return weights
+
+
+def _check_weight(path: str | Path, name: str, tensor: Any) -> None:
+    """A float weight (torch tensor or NumPy array) must hold finite numbers only."""
+    import numpy as np
+
+    if isinstance(tensor, np.ndarray):
+        finite = not np.issubdtype(tensor.dtype, np.floating) or bool(np.isfinite(tensor).all())
+    else:
+        finite = not tensor.is_floating_point() or bool(tensor.isfinite().all())
+    if not finite:
+        raise ValueError(f"{path}: weight {name} is not finite (NaN or inf): the model is "
+                         "broken; retrain it, or load an earlier checkpoint")
 
 
 def save_model(directory: str | Path, model: Any, tokenizer: Tokenizer | None = None,

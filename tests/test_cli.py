@@ -173,3 +173,26 @@ def test_a_config_that_is_no_small_file_is_refused_unread(tmp_path, capsys, targ
     err = capsys.readouterr().err
     expected = "more than the 1,000,000" if target == "large" else "is not a file"
     assert expected in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("damage", ["nan", "int64"])
+def test_a_model_with_broken_weights_is_refused_at_load(tmp_path, capsys, damage):
+    """NaN weights would die inside sampling; int64 ones are no model's. Both get one line."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from llmlib.gpt import GPT, GPTConfig
+    from llmlib.tokenizers import CharTokenizer
+
+    tokenizer = CharTokenizer.from_text("abc \n")
+    GPT(GPTConfig.preset("smoke", tokenizer=tokenizer)).save(tmp_path, tokenizer=tokenizer)
+    weights = load_file(str(tmp_path / "model.safetensors"))
+    name = "transformer.h.0.attn.c_attn.weight"
+    weights[name] = (torch.full_like(weights[name], float("nan")) if damage == "nan"
+                     else weights[name].to(torch.int64))
+    save_file(weights, str(tmp_path / "model.safetensors"))
+    assert cli.main(["generate", "--model", str(tmp_path), "--prompt", "ab",
+                     "--max-new-tokens", "2"]) == 2
+    err = capsys.readouterr().err
+    expected = "is not finite (NaN or inf)" if damage == "nan" else "where a float type"
+    assert expected in err and name in err and len(err.strip().splitlines()) == 1, err
