@@ -249,6 +249,9 @@ def __getattr__(name: str) -> Any:
 
 
 STATE_FILE = "train_state.pt"
+# What `pretrain` saves beside the model, and needs to resume (its `_snapshot`)
+STATE_KEYS = ("step", "optimizer", "scaler", "data_generator", "rng", "best_val", "history",
+              "evals", "model_config", "train_config")
 # Train settings a resumed run may change: logging, speed, and the schedule's end: max_steps (to
 # train longer) and decay_fraction (with it, to decay a WSD run from a stable-phase checkpoint).
 RESUMABLE_CHANGES = {"eval_interval", "log_interval", "checkpoint_interval", "sample_tokens",
@@ -334,7 +337,12 @@ def load_checkpoint(folder: Path) -> tuple[GPT, Any, dict[str, Any]]:
 
 
 def check_resumable(saved: Mapping[str, Any], model_config: GPTConfig, cfg: TrainConfig) -> None:
-    """Refuse to continue a run with settings that would change what it computes."""
+    """Refuse to continue a run with settings that would change what it computes, or from a train
+    state that lacks what `pretrain` saves (`STATE_KEYS`)."""
+    missing = [key for key in STATE_KEYS if key not in saved]
+    if missing:
+        raise ValueError(f"the checkpoint's {STATE_FILE} is an incomplete train state (no "
+                         f"{missing}); resume from another checkpoint or start again")
     problems = [f"model {k}: checkpoint {v!r}, now {getattr(model_config, k)!r}"
                 for k, v in saved["model_config"].items() if getattr(model_config, k) != v]
     problems += [f"{k}: checkpoint {v!r}, now {getattr(cfg, k)!r}"

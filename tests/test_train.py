@@ -337,3 +337,13 @@ def test_a_compiled_run_checkpoints_the_model_without_the_wrappers_prefix(corpus
     keys = load_file(str(tmp_path / "last" / "model.safetensors")).keys()
     assert keys and not any("_orig_mod" in k for k in keys)
     GPT.load(tmp_path / "last")  # and it loads into a plain GPT
+
+
+def test_an_incomplete_train_state_is_named(corpus, tmp_path):
+    pretrain(tiny(corpus), quick(), tmp_path, corpus=corpus, progress=False, stop_at=6)
+    state_file = tmp_path / "last" / "train_state.pt"
+    state = torch.load(state_file, weights_only=True)
+    del state["model_config"]
+    torch.save(state, state_file)
+    with pytest.raises(ValueError, match=r"incomplete train state \(no \['model_config'\]\)"):
+        pretrain(None, quick(), tmp_path, resume=True, corpus=corpus, progress=False)
