@@ -157,6 +157,7 @@ def train_loop(model: nn.Module, loss_of: Callable[[Any], torch.Tensor], train: 
     collated batch (on the model's device). With `progress`, every evaluation prints a plain
     line to stdout (step, epoch, train and val loss, learning rate, examples/s) and a bar runs
     where it can be redrawn (a terminal's stderr, a notebook)."""
+    from llmlib.pretrain import progress_log
     from llmlib.train import lr_at, make_optimizer
 
     if not train or not val:
@@ -171,7 +172,7 @@ def train_loop(model: nn.Module, loss_of: Callable[[Any], torch.Tensor], train: 
                range(1, cfg.evals_per_epoch + 1)}
     generator = torch.Generator().manual_seed(cfg.seed)
     result, best, since_best, step, seen = FinetuneResult(), None, 0, 0, 0
-    bar, log = _progress(total, progress)
+    bar, log = progress_log(total, "finetune", progress)  # chapter 6's bar and log lines
     start = clock = time.perf_counter()
     model.train()
     for epoch in range(cfg.epochs):
@@ -209,23 +210,6 @@ def train_loop(model: nn.Module, loss_of: Callable[[Any], torch.Tensor], train: 
     model.eval()
     result.seconds = time.perf_counter() - start
     return result
-
-
-def _progress(total: int, shown: bool) -> tuple[Any, Callable[[str], None] | None]:
-    """A bar of `total` steps, drawn only where redrawing works (stderr is a terminal, or a
-    notebook), and the function that prints a log line (None when not `shown`): through the
-    bar, so that lines and bar do not tangle, and flushed, so that `> log.txt` fills as it goes."""
-    import sys
-
-    from tqdm.auto import tqdm
-
-    redraws = sys.stderr.isatty() or "ipykernel" in sys.modules
-    bar = tqdm(total=total, disable=not (shown and redraws), desc="finetune")
-
-    def log(line: str) -> None:
-        bar.write(line, file=sys.stdout)
-        sys.stdout.flush()
-    return bar, log if shown else None
 
 
 def _evaluate(model: nn.Module, loss_of: Callable[[Any], torch.Tensor], val: Sequence[Any],

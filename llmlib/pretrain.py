@@ -182,9 +182,7 @@ def pretrain(model_config: GPTConfig | None, cfg: TrainConfig, out: str | Path |
     run, rng = _set_up(model_config, cfg, out, resume, device, corpus, entered)
     end = min(cfg.max_steps, stop_at or cfg.max_steps)
     shown = progress and run.rank == 0
-    drawn = shown and (_can_redraw() if bar is None else bar)
-    progress_bar = tqdm(total=cfg.max_steps, initial=run.step, disable=not drawn, desc="pretrain")
-    log = _log_to_stdout(progress_bar if drawn else None) if shown else None
+    progress_bar, log = progress_log(cfg.max_steps, "pretrain", shown, initial=run.step, bar=bar)
     if log is not None:
         log(f"speed: {describe_peak(run.device, run.peak)}")
     try:
@@ -208,22 +206,23 @@ def pretrain(model_config: GPTConfig | None, cfg: TrainConfig, out: str | Path |
                        stopped_early=run.stop or run.step < cfg.max_steps)
 
 
-def _can_redraw() -> bool:
-    """Whether a progress bar redraws in place: tqdm.auto's notebook widget, or a terminal on
-    stderr. In a file or a CI log every redraw would be a line of noise."""
-    return tqdm is not console_tqdm or sys.stderr.isatty()
+def progress_log(total: int, desc: str, shown: bool, *, initial: int = 0,
+                 bar: bool | None = None) -> tuple[Any, Callable[[str], None] | None]:
+    """A progress bar of `total` steps and the function that prints a log line to stdout (None
+    unless `shown`); chapter 8's finetuning loop uses both too. By default (`bar=None`) the bar
+    is drawn only where it redraws in place, tqdm.auto's notebook widget or a terminal on
+    stderr: in a file or a CI log every redraw would be a line of noise. A line goes through a
+    drawn bar (which clears itself and redraws below it), flushed, so `tail -f` sees it."""
+    drawn = shown and (tqdm is not console_tqdm or sys.stderr.isatty() if bar is None else bar)
+    progress_bar = tqdm(total=total, initial=initial, disable=not drawn, desc=desc)
 
-
-def _log_to_stdout(progress_bar: Any) -> Callable[[str], None]:
-    """Print a log line to stdout, flushed (a `tail -f` of the log sees it at once); with a bar
-    drawn, through the bar, which clears itself first and redraws below the line."""
     def log(line: str) -> None:
-        if progress_bar is not None:
-            progress_bar.write(line)
+        if drawn:
+            progress_bar.write(line, file=sys.stdout)
         else:
             print(line)
         sys.stdout.flush()
-    return log
+    return progress_bar, log if shown else None
 
 
 def _train_step(run: Run) -> None:
