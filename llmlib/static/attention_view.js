@@ -6,17 +6,21 @@
 // strings), weights: base64 of L*H*T*T bytes, weight = byte / 255, laid out [l][h][query][key]}.
 // The view: a layer and a head selector (or the mean of the heads), the tokens coloured by how much
 // the chosen query attends to each, and the (T, T) heatmap. Hovering picks the query; a click locks
-// it. Plain ES5 and the DOM only, so that it runs in any browser and under Node with a small stub
+// it. The playground (playground.js) passes the same data as an object, `weights` a Float32Array.
+// Plain ES5 and the DOM only, so that it runs in any browser and under Node with a small stub
 // (tests/attention_view_harness.js).
 
-function llmlibAttentionView(rootId) {
+function llmlibAttentionView(rootId, given) {
   var root = document.getElementById(rootId);
   if (!root || root.getAttribute("data-ready") === "1") return;
   root.setAttribute("data-ready", "1");
-  var data = JSON.parse(document.getElementById(rootId + "-data").textContent);
-  var L = data.layers, H = data.heads, T = data.tokens.length;
-  var raw = atob(data.weights), W = new Float32Array(raw.length);
-  for (var i = 0; i < raw.length; i++) W[i] = raw.charCodeAt(i) / 255;
+  var data = given || JSON.parse(document.getElementById(rootId + "-data").textContent);
+  var L = data.layers, H = data.heads, T = data.tokens.length, W = data.weights;
+  if (typeof W === "string") {  // quantized bytes (attention_html); the playground passes floats
+    var raw = atob(W);
+    W = new Float32Array(raw.length);
+    for (var i = 0; i < raw.length; i++) W[i] = raw.charCodeAt(i) / 255;
+  }
   function weight(l, h, q, k) {  // h = -1: the mean over heads
     if (h >= 0) return W[((l * H + h) * T + q) * T + k];
     var s = 0;
