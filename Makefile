@@ -25,7 +25,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -e ".[dev]"
 	touch $@
 
-install: $(VENV)/.installed
+# Node tools for the tests: wabt checks that llmlib/static/linear_wasm.js is built from linear.wat.
+node_modules/.installed: package.json package-lock.json
+	npm ci --silent --no-audit --no-fund
+	touch $@
+
+install: $(VENV)/.installed node_modules/.installed
 
 $(VENV)/.jupyter: $(VENV)/.installed
 	$(PIP) install -e ".[dev,jupyter]"
@@ -40,7 +45,7 @@ lab: $(VENV)/.jupyter
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed node_modules/.installed
 	LLMLIB_SMOKE=1 $(PY) -m pytest
 
 book: $(VENV)/.installed

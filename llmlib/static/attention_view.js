@@ -95,6 +95,7 @@ function llmlibAttentionView(rootId, given) {
       spans[k].style.background = "rgba(37, 99, 235, " + a.toFixed(3) + ")";
       spans[k].style.color = a > 0.55 ? "#fff" : "#111";
       spans[k].style.outline = k === q ? "2px solid #f97316" : "none";
+      spans[k].title = "position " + k + ": weight " + a.toFixed(3) + " from query " + q;
     }
     info.textContent = (state.locked ? "locked: " : "") + "query " + q + " \u201c" +
       data.tokens[q] + "\u201d attends most to " + best + " \u201c" + data.tokens[best] +
