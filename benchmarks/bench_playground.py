@@ -29,7 +29,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from common import machine, time_alternating
 
