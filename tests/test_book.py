@@ -193,3 +193,29 @@ def test_the_browser_test_catches_a_planted_bug(tmp_path):
         got = drive_playground(page, written["playground.html"].as_uri())
     assert got["errors"] == [] and blocked == []
     assert np.abs(np.array(got["weights"]) - numpy_attention_row(got["ids"])).max() > VIEW_ROUNDING
+
+
+def test_the_playground_refuses_bad_settings_and_unknown_characters(tmp_path):
+    """A bad setting or a character outside the model's alphabet gets one clear line, in red,
+    and nothing is generated."""
+    from llmlib.playground import write_playground
+
+    written = write_playground(tmp_path)
+    cases = [({0: "0"}, "Tokens must be a whole number"), ({1: "-1"}, "Temperature must be"),
+             ({3: "1.5"}, "Top-p must be in (0, 1]"), ({2: "2.5"}, "Top-k must be a whole"),
+             ({1: "0"}, "Temperature 0 is greedy"), ({}, "does not know \"é\"")]
+    with offline_browser() as (page, blocked):
+        page.goto(written["playground.html"].as_uri())
+        page.wait_for_selector("#llmlib-playground[data-state=ready]", timeout=30_000)
+        fields = page.locator("#llmlib-playground input")
+        defaults = [fields.nth(i).input_value() for i in range(5)]
+        for changes, message in cases:
+            for i, value in enumerate(defaults):
+                fields.nth(i).fill(changes.get(i, value))
+            page.locator("#llmlib-playground textarea").fill("ROMEO: é" if not changes
+                                                             else "ROMEO:")
+            page.get_by_role("button", name="Generate").click()
+            status = page.locator(".pg-status")
+            assert message in status.inner_text() and "pg-error" in status.get_attribute("class")
+            assert page.locator(".pg-output").inner_text() == ""
+    assert blocked == []
