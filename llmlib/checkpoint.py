@@ -87,9 +87,10 @@ def save_model(directory: str | Path, model: Any, tokenizer: Tokenizer | None = 
                          "save the tokenizer this model was built for")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    # the tied head is transformer.wte.weight: stored once
+    # a tied head is transformer.wte.weight: stored once (chapter 9's models may untie it)
+    tied = model.lm_head.weight is model.transformer.wte.weight
     write_weights(directory / WEIGHTS_FILE, {name: t for name, t in model.state_dict().items()
-                                             if name != "lm_head.weight"})
+                                             if name != "lm_head.weight" or not tied})
     write_json(directory / CONFIG_FILE, model.config.to_dict())
     if tokenizer is not None:
         atomic_write(directory / TOKENIZER_FILE, tokenizer.save)

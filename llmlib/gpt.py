@@ -9,6 +9,7 @@ model costs. Loading Hugging Face GPT-2 checkpoints is in `llmlib.gpt2`.
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -88,6 +89,11 @@ class GPTConfig:
     def from_dict(cls, values: Mapping[str, Any]) -> GPTConfig:
         """The inverse of `to_dict`; unknown keys are an error, not silently dropped."""
         return cls(**dataclass_fields(cls, values))
+
+    def build(self) -> GPT:
+        """A new model of this shape: what chapter 6's `pretrain` calls, so that another
+        architecture's config (chapter 9's `ModernConfig`) trains with the same loop."""
+        return GPT(self)
 
 
 class eval_mode:
@@ -272,7 +278,22 @@ def load_model(path: str | Path, device: torch.device | str | None = None
     folder = model_folder(path)
     tokenizer = read_tokenizer(folder)
     meta = read_meta(folder)
-    return GPT.load(folder, device=device), tokenizer, meta
+    model_class = architecture(read_config(folder).get("arch", "gpt2"))
+    return model_class.load(folder, device=device), tokenizer, meta
+
+
+# The architectures a model folder's config.json may name with an "arch" key (none: GPT-2's),
+# as "module:class". Chapter 9's modern block is one; the table names it so that this module
+# imports no later one, and `load_model` (so `llmlib generate`, and resuming a run) reads both.
+ARCHITECTURES = {"gpt2": "llmlib.gpt:GPT", "modern": "llmlib.modern:ModernGPT"}
+
+
+def architecture(name: str) -> type:
+    """The model class of an "arch" name in ARCHITECTURES (it has `load(folder, device)`)."""
+    require(name in ARCHITECTURES, f"unknown architecture {name!r} in config.json; "
+            f"llmlib knows {sorted(ARCHITECTURES)}")
+    module, _, cls = ARCHITECTURES[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 # A parameter belongs to the first component whose pattern its name contains.

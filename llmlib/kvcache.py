@@ -21,13 +21,19 @@ class KVCache:
     to `model(idx, positions=..., kv_cache=cache)`, each block's attention calls `update`, and the
     cache advances by the call's t tokens after the last block. `key_mask` (B, length + t) bool,
     set before a call (`forward_cached` does), marks the real tokens of a left-padded batch for
-    that call only (None: no padding)."""
+    that call only (None: no padding).
+
+    A model whose attention keeps other shapes (chapter 9's grouped-query attention stores fewer
+    key/value heads than it has query heads) declares them with a method `cache_shape()` ->
+    (layers, key/value heads, head size); GPT's are (n_layer, n_head, n_embd // n_head)."""
 
     def __init__(self, model: GPT, batch_size: int, capacity: int,
                  dtype: torch.dtype | None = None, zeroed: bool = False):
         c = model.config
         weight = model.lm_head.weight
-        shape = (c.n_layer, batch_size, c.n_head, capacity, c.n_embd // c.n_head)
+        layers, heads, head_dim = (model.cache_shape() if hasattr(model, "cache_shape")
+                                   else (c.n_layer, c.n_head, c.n_embd // c.n_head))
+        shape = (layers, batch_size, heads, capacity, head_dim)
         # empty, not zeros: only the filled part is read (but `forward_static` reads it all)
         make = torch.zeros if zeroed else torch.empty
         self.k = make(shape, dtype=dtype or weight.dtype, device=weight.device)

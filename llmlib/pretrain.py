@@ -158,7 +158,7 @@ def _model_and_corpus(model_config: GPTConfig | None, cfg: TrainConfig, out: Pat
                          f"({corpus.tokenizer.vocab_size}): build the config with "
                          "GPTConfig.preset(name, tokenizer=corpus.tokenizer)")
     torch.manual_seed(cfg.seed)
-    return GPT(model_config), corpus, None
+    return model_config.build(), corpus, None
 
 
 def pretrain(model_config: GPTConfig | None, cfg: TrainConfig, out: str | Path | None = None, *,
@@ -275,7 +275,7 @@ def _report(run: Run, end: int, clock: tuple[float, int], bar: Any,
     cfg, steps = run.cfg, run.step - clock[1]
     tokens = cfg.batch_size * cfg.grad_accum * run.world * run.model.config.context_length
     tokens_per_s = tokens * steps / max(time.perf_counter() - clock[0], 1e-9)
-    share = flops_per_token(run.model.config) * tokens_per_s / (run.peak * run.world)
+    share = flops_per_token(run.model) * tokens_per_s / (run.peak * run.world)
     mfu = run.peak_label == "MFU"  # against a datasheet; else this machine's measured matmul
     used = f"MFU {share:.1%}" if mfu else f"{share:.1%} {run.peak_label}"
     speed = {"tok_s": f"{tokens_per_s:,.0f}", "mfu" if mfu else "matmul": f"{share:.1%}"}

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from llmlib.device import synchronize
-from llmlib.gpt import GPTConfig, count_parameters
+from llmlib.gpt import GPTConfig, parameter_breakdown
 
 
 def precision(device: torch.device, dtype: str) -> tuple[torch.dtype, bool]:
@@ -29,10 +29,13 @@ def precision(device: torch.device, dtype: str) -> tuple[torch.dtype, bool]:
     return chosen, chosen == torch.float16
 
 
-def flops_per_token(config: GPTConfig) -> float:
+def flops_per_token(source: GPTConfig | nn.Module) -> float:
     """Training FLOPs per token (forward + backward): 6 per parameter, plus attention's
-    12 · n_layer · n_embd · context_length (PaLM's appendix B, as in nanoGPT)."""
-    n = count_parameters(config) - config.context_length * config.n_embd  # wpe costs no FLOPs
+    12 · n_layer · n_embd · context_length (PaLM's appendix B, as in nanoGPT). `source` is a
+    config or a model (any architecture whose parameters `parameter_breakdown` sorts)."""
+    parts = parameter_breakdown(source)
+    config = source if isinstance(source, GPTConfig) else source.config
+    n = parts["total"] - parts["wpe"]  # a position table is looked up: it costs no FLOPs
     return 6 * n + 12 * config.n_layer * config.n_embd * config.context_length
 
 
