@@ -27,6 +27,7 @@ class PretrainFlags:
 
     config: Path | None = None
     preset: str = "small"
+    arch: str = "gpt2"
     out: Path = Path("runs/pretrain")
     resume: bool = False
     device: str | None = None
@@ -34,6 +35,8 @@ class PretrainFlags:
 
 HELPS = {"config": "a JSON object of settings (flag names with _)",
          "preset": "the model's starting shape; the flags below change it",
+         "arch": ("gpt2 (chapters 4-5) or modern (chapter 9: RMSNorm, RoPE, SwiGLU, no biases; "
+                  "its other switches, such as n_kv_head and qk_norm, are --config keys)"),
          "out": "the run folder: checkpoints last/ and best/ (by val loss)",
          "resume": "continue the run in --out",
          "device": "cpu, cuda, cuda:N or mps (default: the fastest here)",
@@ -41,13 +44,14 @@ HELPS = {"config": "a JSON object of settings (flag names with _)",
 
 
 def add_pretrain_flags(parser: argparse.ArgumentParser) -> None:
-    from llmlib.gpt import PRESETS, GPTConfig
+    from llmlib.gpt import ARCHITECTURES, PRESETS, GPTConfig
     from llmlib.train import DTYPES, SCHEDULES, SPLITS, TrainConfig
 
     parser.description = ("Train a GPT on Shakespeare (whole works held out). Every model and "
                           "training setting is a flag or a key of --config; also under torchrun "
                           "--nproc_per_node=K.")
-    add_flags(parser, PretrainFlags, helps=HELPS, choices={"preset": sorted(PRESETS)})
+    add_flags(parser, PretrainFlags, helps=HELPS,
+              choices={"preset": sorted(PRESETS), "arch": sorted(ARCHITECTURES)})
     add_flags(parser.add_argument_group("model (GPTConfig)"), GPTConfig, only=MODEL_FLAGS,
               helps=HELPS)
     add_flags(parser.add_argument_group("training (TrainConfig)"), TrainConfig,
@@ -62,20 +66,55 @@ def settings_from_args(args: argparse.Namespace
     from llmlib.gpt import GPTConfig
     from llmlib.train import TrainConfig
 
-    known = {*MODEL_FLAGS, "preset", *(f.name for f in fields(TrainConfig))}
+    switches = arch_switches()
+    known = {*MODEL_FLAGS, "preset", *switches, *(f.name for f in fields(TrainConfig))}
     values = read_settings(args, known)
     flags = take(PretrainFlags, values)
-    hints = typing.get_type_hints(GPTConfig)  # a --config file's values are checked like flags'
+    hints = typing.get_type_hints(GPTConfig) | switches  # --config's values checked like flags'
     model = {name: check_setting(name, values.pop(name), hints[name])
-             for name in MODEL_FLAGS if name in values}
+             for name in [*MODEL_FLAGS, *switches] if name in values}
+    given = sorted(set(model) & set(switches))
+    if given and flags.arch == "gpt2":
+        raise ValueError(f"{given} are settings of another architecture: add --arch modern")
     return flags, model, take(TrainConfig, values)
+
+
+def arch_switches() -> dict[str, Any]:
+    """The model settings that only another architecture has (chapter 9's ModernConfig:
+    n_kv_head, qk_norm, ...), name -> type: --config keys once --arch names that architecture."""
+    from llmlib.gpt import ARCHITECTURES, GPTConfig, architecture
+
+    ours = {f.name for f in fields(GPTConfig)}
+    found: dict[str, Any] = {}
+    for name in ARCHITECTURES:
+        hints = typing.get_type_hints(architecture(name).config_class)
+        found |= {k: v for k, v in hints.items() if k not in ours}
+    return found
+
+
+def model_config_for(arch: str, preset: str, tokenizer: Any, given: dict[str, Any]) -> Any:
+    """The model's config: the preset changed by the flags (GPTConfig) for gpt2; for another
+    architecture, the preset's shape (layers, heads, width, context, dropout) with that
+    architecture's defaults (all heads for keys and values) and the settings given. Without a
+    tokenizer (a check of the shape before the corpus is read), the vocabulary is 1."""
+    from llmlib.gpt import GPTConfig, architecture
+
+    vocab = {} if tokenizer is not None else {"vocab_size": 1}
+    config = GPTConfig.preset(preset, tokenizer=tokenizer, **vocab,
+                              **{k: v for k, v in given.items() if k in MODEL_FLAGS})
+    if arch == "gpt2":
+        return config
+    shape = {k: getattr(config, k) for k in ("vocab_size", "context_length", "n_layer",
+                                             "n_head", "n_embd", "dropout")}
+    rest = {k: v for k, v in given.items() if k not in shape}  # bias only when given
+    return architecture(arch).config_class(**shape, **({"n_kv_head": config.n_head} | rest))
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
     """What `llmlib pretrain` runs: checks every setting before anything is written."""
     from llmlib.checkpoint import read_config
     from llmlib.device import parse_device
-    from llmlib.gpt import GPTConfig
+    from llmlib.gpt import architecture
     from llmlib.pretrain import distributed, pretrain
     from llmlib.train import check_out_folder, load_corpus
 
@@ -86,16 +125,17 @@ def run_pretrain(args: argparse.Namespace) -> int:
         saved = flags.out / "last" / "config.json"
         if model_fields and saved.is_file():  # given again: must agree with the checkpoint
             values = read_config(saved.parent)
-            model_config = GPTConfig.from_dict({**values, **model_fields})
+            config_class = architecture(values.get("arch", "gpt2")).config_class
+            model_config = config_class.from_dict({**values, **model_fields})
         corpus = None
     else:
-        GPTConfig.preset(flags.preset, vocab_size=1, **model_fields)  # a bad shape fails first
+        model_config_for(flags.arch, flags.preset, None, model_fields)  # a bad shape fails first
         if (flags.out / "last").exists():
             raise ValueError(f"{flags.out} already holds a run: pass --resume to continue it, "
                              "or choose another --out")
         check_out_folder(flags.out)  # a file, or a folder of the user's: refused, untouched
         corpus = load_corpus(cfg)
-        model_config = GPTConfig.preset(flags.preset, tokenizer=corpus.tokenizer, **model_fields)
+        model_config = model_config_for(flags.arch, flags.preset, corpus.tokenizer, model_fields)
     result = pretrain(model_config, cfg, flags.out, resume=flags.resume, device=device,
                       corpus=corpus)
     if distributed()[0] == 0:

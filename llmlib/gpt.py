@@ -149,6 +149,8 @@ class GPT(nn.Module):
     Hugging Face GPT-2 checkpoints map one to one (`llmlib.gpt2.load_gpt2`).
     """
 
+    config_class = GPTConfig  # what `load_model` and `llmlib pretrain --arch` build it from
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config

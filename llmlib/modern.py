@@ -237,6 +237,8 @@ class ModernGPT(nn.Module):
     (idx, targets, positions=, kv_cache=) -> (logits, loss); `save`/`load` through llmlib's
     model folder; `cache_shape` for chapter 7's KVCache."""
 
+    config_class = ModernConfig  # chapter 5's ARCHITECTURES and `llmlib pretrain --arch modern`
+
     def __init__(self, config: ModernConfig):
         super().__init__()
         self.config = config

@@ -203,3 +203,35 @@ def test_the_python_api_refuses_a_users_folder_too(tmp_path):
         run_pretrain(None, TrainConfig(max_steps=4, warmup_steps=1), tmp_path, device="cpu",
                      progress=False)
     assert snapshot(tmp_path) == before
+
+
+def test_arch_modern_trains_resumes_and_generates(tmp_path):
+    """`--arch modern` (chapter 9) with its switches in --config: the run folder's model is a
+    ModernGPT with grouped heads and QK-norm; it resumes, and `llmlib generate` reads it."""
+    from llmlib.gpt import load_model
+    from llmlib.modern import ModernGPT
+
+    config = tmp_path / "modern.json"
+    config.write_text(json.dumps({"n_kv_head": 1, "qk_norm": True, "tie_embeddings": False}))
+    run = tmp_path / "run"
+    finish(pretrain("--arch", "modern", "--config", str(config), "--max-steps", "6",
+                    "--out", str(run)))
+    model, _, _ = load_model(run / "last")
+    assert isinstance(model, ModernGPT)
+    assert (model.config.n_kv_head, model.config.qk_norm, model.config.n_head) == (1, True, 2)
+    finish(pretrain("--resume", "--max-steps", "9", "--out", str(run)))
+    assert torch.load(run / "last" / "train_state.pt", weights_only=True)["step"] == 9
+    out = subprocess.run([sys.executable, "-m", "llmlib", "generate", "--model", str(run / "best"),
+                          "--prompt", "ROMEO:", "--max-new-tokens", "10", "--seed", "0"],
+                         env=ENV, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.startswith("ROMEO:"), out.stderr
+
+
+def test_modern_switches_need_arch_modern(tmp_path):
+    config = tmp_path / "modern.json"
+    config.write_text(json.dumps({"qk_norm": True}))
+    out = subprocess.run([sys.executable, "-m", "llmlib", "pretrain", *TINY, "--config",
+                          str(config), "--out", str(tmp_path / "run")], env=ENV,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "add --arch modern" in out.stderr
+    assert not (tmp_path / "run").exists()
