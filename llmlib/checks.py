@@ -12,6 +12,7 @@ only.
 from __future__ import annotations
 
 import dataclasses
+import math
 import operator
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -43,6 +44,15 @@ def positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return int(value)
+
+
+def finite_numbers(settings: Any) -> None:
+    """Every float field of the dataclass instance `settings` holds a finite number: a learning
+    rate of inf or a clip of nan would train into NaN weights, so they are refused, by name."""
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{field.name} must be a finite number, got {value!r}")
 
 
 def dropout_rate(name: str, value: Any) -> float:

@@ -8,6 +8,7 @@ run.json` sets any setting. The library is imported when the command is chosen."
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,8 +98,11 @@ def run_finetune(args: argparse.Namespace) -> int:
     print(f"{len(sets['train'])} training and {len(sets['val'])} validation records"
           + (f" ({cut} texts cut to the context of {gpt.config.context_length} tokens)"
              if cut else "")
-          + f"; {count_trainable(model):,} trainable parameters on {device.type}")
+          + f"; {count_trainable(model):,} trainable parameters on {device.type}; "
+          f"{cfg.epochs} epoch(s) of {math.ceil(len(sets['train']) / cfg.batch_size):,} steps")
     result = train_loop(model, loss_of, sets["train"], sets["val"], collate, cfg)
+    if result.interrupted:
+        print("interrupted (Ctrl-C): saving the best model so far")
     info = {"base_model": str(Path(flags.model)), "best_val_loss": result.best_val,
             "best_step": result.best_step,
             "settings": {**asdict(cfg), "lora_rank": flags.lora_rank,
@@ -115,6 +119,8 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 
 def _check_flags(flags: FinetuneFlags) -> None:
+    from llmlib.files import check_writable
+
     if flags.lora_rank < 0 or flags.freeze_layers < 0:
         raise ValueError("--lora-rank and --freeze-layers must be >= 0")
     if flags.lora_rank and flags.freeze_layers:
@@ -124,6 +130,7 @@ def _check_flags(flags: FinetuneFlags) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"--out {out} exists and is not empty: "
                          "choose a new folder (nothing is overwritten)")
+    check_writable(out)  # before training, not after it
 
 
 def _load_base(folder: Path) -> tuple[Any, GPT]:

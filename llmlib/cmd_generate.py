@@ -74,9 +74,14 @@ def run_generate(args: argparse.Namespace) -> int:
     from llmlib.tokenizers import ENDOFTEXT
 
     flags: GenerateFlags = take(GenerateFlags, read_settings(args, ()))
+    require(all(flags.stop), "--stop '' would stop before the first character and print "
+            "nothing: give the text to stop after, e.g. --stop $'\\n\\n'")
     sampling = _sampling(flags)
     device = parse_device(flags.device, "--device")
     model, tokenizer, meta = load_model(flags.model, device=device)
+    require(tokenizer.vocab_size <= model.config.vocab_size,
+            f"{flags.model}: its tokenizer has {tokenizer.vocab_size} ids but the model "
+            f"{model.config.vocab_size}: the two come from different models")
     template = meta.get("prompt_template", PLAIN_TEMPLATE)
     prompts = [flags.prompt] if flags.prompt is not None else [
         line.rstrip("\n") for line in sys.stdin if line.strip()]

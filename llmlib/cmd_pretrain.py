@@ -62,7 +62,8 @@ def add_pretrain_flags(parser: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace
                        ) -> tuple[PretrainFlags, dict[str, Any], TrainConfig]:
     """The command's flags, the model fields given and the TrainConfig of a command line:
-    defaults < --config < flags."""
+    defaults < --config < flags; with --resume, the checkpoint's settings take the defaults'
+    place, so that `--resume --out DIR` continues a run without its flags typed again."""
     from llmlib.gpt import GPTConfig
     from llmlib.train import TrainConfig
 
@@ -76,7 +77,21 @@ def settings_from_args(args: argparse.Namespace
     given = sorted(set(model) & set(switches))
     if given and flags.arch == "gpt2":
         raise ValueError(f"{given} are settings of another architecture: add --arch modern")
-    return flags, model, take(TrainConfig, values)
+    saved = saved_train_config(flags.out) if flags.resume else {}
+    return flags, model, take(TrainConfig, {**saved, **values})
+
+
+def saved_train_config(out: Path) -> dict[str, Any]:
+    """The training settings of the run in `out` (its last checkpoint's); {} without a readable
+    one, and `pretrain` then says what is wrong with the folder."""
+    import torch
+
+    state = out / "last" / "train_state.pt"
+    try:
+        saved = torch.load(state, map_location="cpu", weights_only=True)["train_config"]
+    except Exception:  # missing, damaged or incomplete: load_checkpoint's messages name it
+        return {}
+    return dict(saved) if isinstance(saved, dict) else {}
 
 
 def arch_switches() -> dict[str, Any]:
@@ -116,6 +131,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     from llmlib.device import parse_device
     from llmlib.gpt import architecture
     from llmlib.pretrain import distributed, pretrain
+    from llmlib.files import check_writable
     from llmlib.train import check_out_folder, load_corpus
 
     flags, model_fields, cfg = settings_from_args(args)
@@ -134,6 +150,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
             raise ValueError(f"{flags.out} already holds a run: pass --resume to continue it, "
                              "or choose another --out")
         check_out_folder(flags.out)  # a file, or a folder of the user's: refused, untouched
+        check_writable(flags.out)  # a read-only mount is found now, not at the first save
         corpus = load_corpus(cfg)
         model_config = model_config_for(flags.arch, flags.preset, corpus.tokenizer, model_fields)
     result = pretrain(model_config, cfg, flags.out, resume=flags.resume, device=device,

@@ -59,6 +59,17 @@ def dispatch(commands: Sequence[Command], argv: Sequence[str] | None = None) -> 
     except (ValueError, FileNotFoundError, FloatingPointError) as err:  # not bugs
         print(f"llmlib: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # the machine's, not the input's: a full disk, a lost mount...
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"llmlib: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
+    except RecursionError:
+        print("llmlib: error: an input is nested too deeply to read", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("llmlib: error: out of memory: choose smaller settings (batch size, context, "
+              "model width)", file=sys.stderr)
+        return 2
 
 
 def info(args: argparse.Namespace | None = None) -> int:

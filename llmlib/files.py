@@ -13,6 +13,22 @@ from pathlib import Path
 from typing import Any
 
 
+def check_writable(folder: str | Path, flag: str = "--out") -> None:
+    """Refuse, before any work, a folder that could not be created or written: its nearest
+    existing ancestor must be a folder this process may write into (a read-only mount, a parent
+    that is a file, a folder without write permission are named). Nothing is created."""
+    folder = Path(folder).absolute()
+    ancestor = folder
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(f"{flag} {folder}: {ancestor} is a file, not a folder; "
+                         "choose another path")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {folder}: {ancestor} cannot be written (read-only or no "
+                         "permission); choose a folder you can write to")
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
     """Call `write(tmp)` on a temporary file next to `path`, then rename it to `path`.
 

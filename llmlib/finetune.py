@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from llmlib.checkpoint import META_FILE, read_meta, read_weights, save_model, write_weights
+from llmlib.checks import finite_numbers
 from llmlib.gpt import GPT
 from llmlib.tasks import PROMPT_TEMPLATE, collate_classify
 
@@ -127,6 +128,7 @@ class FinetuneConfig:
     seed: int = 1337
 
     def __post_init__(self) -> None:
+        finite_numbers(self)  # --lr inf would save an all-NaN model
         for name in ("epochs", "batch_size", "evals_per_epoch", "patience"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -145,6 +147,7 @@ class FinetuneResult:
     best_step: int = 0
     seconds: float = 0.0
     stopped_early: bool = False
+    interrupted: bool = False  # Ctrl-C: the loop ended there, with the best weights so far
 
 
 def train_loop(model: nn.Module, loss_of: Callable[[Any], torch.Tensor], train: Sequence[Any],
@@ -156,7 +159,8 @@ def train_loop(model: nn.Module, loss_of: Callable[[Any], torch.Tensor], train: 
     best, and the best weights are put back at the end. `loss_of(batch)` is the loss of one
     collated batch (on the model's device). With `progress`, every evaluation prints a plain
     line to stdout (step, epoch, train and val loss, learning rate, examples/s) and a bar runs
-    where it can be redrawn (a terminal's stderr, a notebook)."""
+    where it can be redrawn (a terminal's stderr, a notebook). Ctrl-C ends training there with
+    `interrupted` set, the best weights so far in place, so that the caller can save them."""
     from llmlib.pretrain import progress_log
     from llmlib.train import lr_at, make_optimizer
 
@@ -175,35 +179,38 @@ def train_loop(model: nn.Module, loss_of: Callable[[Any], torch.Tensor], train: 
     bar, log = progress_log(total, "finetune", progress)  # chapter 6's bar and log lines
     start = clock = time.perf_counter()
     model.train()
-    for epoch in range(cfg.epochs):
-        order = torch.randperm(len(train), generator=generator).tolist()
-        for k in range(steps_per_epoch):
-            rows = order[k * cfg.batch_size:(k + 1) * cfg.batch_size]
-            loss = loss_of(collate([train[i] for i in rows]))
-            lr = lr_at(step, **schedule)
-            _update(model, optimizer, loss, lr, cfg.grad_clip)
-            step, seen = step + 1, seen + len(rows)
-            result.history["step"].append(step)
-            result.history["loss"].append(loss.item())
-            bar.update()
-            if k + 1 in eval_at:
-                speed = seen / max(time.perf_counter() - clock, 1e-9)  # training time only
-                if _evaluate(model, loss_of, val, collate, cfg, result, lr, speed):
-                    since_best = 0
-                    best = {n: p.detach().clone() for n, p in model.named_parameters()
-                            if p.requires_grad}  # only these change
-                else:
-                    since_best += 1
-                bar.set_postfix(loss=f"{result.evals['train'][-1]:.3f}",
-                                val=f"{result.evals['val'][-1]:.3f}")
-                if log is not None:
-                    log(_log_line(result, total, steps_per_epoch))
-                result.stopped_early = since_best >= cfg.patience
-                clock, seen = time.perf_counter(), 0
-                if result.stopped_early:
-                    break
-        if result.stopped_early:
-            break
+    try:
+        for epoch in range(cfg.epochs):
+            order = torch.randperm(len(train), generator=generator).tolist()
+            for k in range(steps_per_epoch):
+                rows = order[k * cfg.batch_size:(k + 1) * cfg.batch_size]
+                loss = loss_of(collate([train[i] for i in rows]))
+                lr = lr_at(step, **schedule)
+                _update(model, optimizer, loss, lr, cfg.grad_clip)
+                step, seen = step + 1, seen + len(rows)
+                result.history["step"].append(step)
+                result.history["loss"].append(loss.item())
+                bar.update()
+                if k + 1 in eval_at:
+                    speed = seen / max(time.perf_counter() - clock, 1e-9)  # training time only
+                    if _evaluate(model, loss_of, val, collate, cfg, result, lr, speed):
+                        since_best = 0
+                        best = {n: p.detach().clone() for n, p in model.named_parameters()
+                                if p.requires_grad}  # only these change
+                    else:
+                        since_best += 1
+                    bar.set_postfix(loss=f"{result.evals['train'][-1]:.3f}",
+                                    val=f"{result.evals['val'][-1]:.3f}")
+                    if log is not None:
+                        log(_log_line(result, total, steps_per_epoch))
+                    result.stopped_early = since_best >= cfg.patience
+                    clock, seen = time.perf_counter(), 0
+                    if result.stopped_early:
+                        break
+            if result.stopped_early:
+                break
+    except KeyboardInterrupt:  # Ctrl-C: keep what was learned, as pretrain does
+        result.interrupted = True
     bar.close()
     if best is not None:  # the best trainable weights, back in place
         model.load_state_dict(best, strict=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -19,6 +20,14 @@ from llmlib.files import read_json, write_json
 # GPT-2's names: the attention's q/k/v and output projections, and the MLP's two layers.
 LORA_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter.safetensors", "adapter_config.json"
+
+
+def check_lora_settings(rank: Any, alpha: Any, dropout: Any) -> None:
+    """A rank that is an int >= 1, alpha > 0 and dropout in [0, 1), or a ValueError naming them."""
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+        raise ValueError(f"the LoRA rank must be an int >= 1, got {rank!r}")
+    if not alpha > 0 or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"need alpha > 0 and dropout in [0, 1), got {alpha!r}, {dropout!r}")
 
 
 class LoRALinear(nn.Module):
@@ -33,10 +42,7 @@ class LoRALinear(nn.Module):
         super().__init__()
         if not isinstance(base, nn.Linear):
             raise TypeError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}")
-        if not isinstance(rank, int) or rank < 1:
-            raise ValueError(f"the LoRA rank must be an int >= 1, got {rank!r}")
-        if not alpha > 0 or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"need alpha > 0 and dropout in [0, 1), got {alpha!r}, {dropout!r}")
+        check_lora_settings(rank, alpha, dropout)
         self.base, self.rank, self.alpha = base, rank, float(alpha)
         self.scaling = self.alpha / rank
         weight = base.weight
@@ -99,6 +105,11 @@ def add_lora(model: nn.Module, rank: int = 8, alpha: float | None = None, dropou
                          "merge_lora(model) first, or load a fresh base model")
     alpha = 2.0 * rank if alpha is None else alpha
     names = _targets(model, targets)
+    check_lora_settings(rank, alpha, dropout)  # before anything is frozen
+    smallest = min(min(model.get_submodule(n).weight.shape) for n in names)
+    if rank > smallest:
+        raise ValueError(f"rank {rank} is larger than the smallest target layer's side "
+                         f"({smallest}): a higher rank adds nothing; use at most {smallest}")
     model.requires_grad_(False)
     for name in names:
         parent_name, _, child = name.rpartition(".")

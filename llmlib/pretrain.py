@@ -28,12 +28,14 @@ from tqdm.auto import tqdm
 
 from llmlib.device import parse_device
 from llmlib.gpt import GPT, GPTConfig
-from llmlib.speed import (PEAK_TFLOPS, compiled, datasheet_peak, describe_peak,  # noqa: F401
-                          flops_per_token, peak_flops, precision, utilization_label)
+from llmlib.speed import (PEAK_TFLOPS, check_fits, compiled, datasheet_peak,  # noqa: F401
+                          describe_peak, flops_per_token, peak_flops, precision,
+                          utilization_label)
 from llmlib.tokenizers import ENDOFTEXT
 from llmlib.train import (Corpus, TrainConfig, TrainResult, batch_starts, check_out_folder,
-                          check_resumable, evaluate, fixed_batches, load_checkpoint, load_corpus,
-                          make_optimizer, rng_state, save_checkpoint, set_rng_state, windows)
+                          check_resumable, evaluate, fixed_batches, load_checkpoint,
+                          load_corpus, make_optimizer, rng_state, save_checkpoint,
+                          set_rng_state, windows)
 
 
 def distributed() -> tuple[int, int, int]:
@@ -83,7 +85,7 @@ def _set_up(model_config: GPTConfig | None, cfg: TrainConfig, out: Path | None, 
     Returns the run and, when resuming, the random generators' states, which the caller sets
     last: nothing after them may draw a random number before training goes on."""
     device, rank, local_rank, world = _place(device)
-    model, corpus, state = _model_and_corpus(model_config, cfg, out, resume, corpus)
+    model, corpus, state = _model_and_corpus(model_config, cfg, out, resume, corpus, device)
     model = model.to(device).train()
     amp_dtype, use_scaler = precision(device, cfg.dtype)
     if device.type == "cuda":
@@ -140,7 +142,7 @@ def _place(device: str | torch.device | None) -> tuple[torch.device, int, int, i
 
 
 def _model_and_corpus(model_config: GPTConfig | None, cfg: TrainConfig, out: Path | None,
-                      resume: bool, corpus: Corpus | None
+                      resume: bool, corpus: Corpus | None, device: torch.device
                       ) -> tuple[GPT, Corpus, dict[str, Any] | None]:
     """A new model (seeded by `cfg.seed`) and the corpus; with `resume`, the model, tokenizer
     and train state of `out/last`, checked against the settings given."""
@@ -157,6 +159,7 @@ def _model_and_corpus(model_config: GPTConfig | None, cfg: TrainConfig, out: Pat
         raise ValueError("model_config.vocab_size must be the tokenizer's "
                          f"({corpus.tokenizer.vocab_size}): build the config with "
                          "GPTConfig.preset(name, tokenizer=corpus.tokenizer)")
+    check_fits(model_config, cfg, corpus, device)  # before allocating anything
     torch.manual_seed(cfg.seed)
     return model_config.build(), corpus, None
 

@@ -3,19 +3,21 @@
 
 """Making a training step fast, and measuring how fast it is (chapter 6): the mixed-precision
 dtype, torch.compile with a fallback, the FLOPs a token costs, and the FLOP/s it is compared
-with (a GPU's datasheet peak: MFU; elsewhere this machine's measured matrix product)."""
+with (a GPU's datasheet peak: MFU; elsewhere this machine's measured matrix product); and the
+memory a run needs, checked against the device's before anything is allocated."""
 
 from __future__ import annotations
 
 import math
 import time
 import warnings
+from typing import Any
 
 import torch
 import torch.nn as nn
 
 from llmlib.device import synchronize
-from llmlib.gpt import GPTConfig, parameter_breakdown
+from llmlib.gpt import GPTConfig, count_parameters, parameter_breakdown
 
 
 def precision(device: torch.device, dtype: str) -> tuple[torch.dtype, bool]:
@@ -105,3 +107,51 @@ def compiled(model: nn.Module, example: torch.Tensor) -> nn.Module:
         warnings.warn(f"torch.compile is unavailable here ({type(err).__name__}: {err}); "
                       "training without it", stacklevel=2)
         return model
+
+
+def memory_needed(model_config: Any, cfg: Any) -> dict[str, int]:
+    """A run's least memory in bytes, estimated before anything is allocated: weights, gradients
+    and AdamW's two moments in float32 (the model is built on the meta device to count them),
+    one micro-batch's activations (per token and block about 34·C + 5·H·T values, Korthikanti
+    et al. 2022, here in float32, plus the logits and their gradient), and the fixed
+    evaluation windows."""
+    with torch.device("meta"):
+        n = count_parameters(model_config.build())
+    c, tokens = model_config, cfg.batch_size * model_config.context_length
+    per_block = 34 * c.n_embd + 5 * c.n_head * c.context_length
+    return {"weights, gradients and AdamW": 16 * n,
+            "activations": 4 * tokens * (c.n_layer * per_block + 3 * c.vocab_size),
+            "evaluation windows": 2 * 8 * cfg.eval_batches * cfg.batch_size}
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for a run on `device`: CUDA's free memory, or Linux's MemAvailable for the CPU;
+    None where it cannot be read (then nothing is refused)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type == "cpu":
+        try:
+            with open("/proc/meminfo", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            return None
+    return None
+
+
+def check_fits(model_config: Any, cfg: Any, corpus: Any,
+               device: torch.device) -> None:
+    """Refuse, before allocating, a run whose context is longer than a split's text or whose
+    estimated memory (`memory_needed`) exceeds what `device` has free."""
+    T = model_config.context_length
+    for name, ids in (("training", corpus.train_ids), ("validation", corpus.val_ids)):
+        if len(ids) <= T + 1:
+            raise ValueError(f"context_length {T} is longer than the {name} text ({len(ids):,} "
+                             f"tokens): choose a context_length below {len(ids) - 1:,}")
+    need, free = memory_needed(model_config, cfg), available_memory(device)
+    if free is not None and sum(need.values()) > free:
+        parts = ", ".join(f"{k} {v / 2**30:,.1f}" for k, v in need.items())
+        raise ValueError(f"this run needs about {sum(need.values()) / 2**30:,.1f} GiB ({parts}) "
+                         f"but {device} has {free / 2**30:,.1f} GiB free: lower batch_size, "
+                         "context_length, n_embd, n_layer or eval_batches")

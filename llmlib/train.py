@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from llmlib.bpe import BPETokenizer
-from llmlib.checks import dataclass_fields, positive_int
+from llmlib.checks import dataclass_fields, finite_numbers, positive_int
 from llmlib.corpus import list_works
 from llmlib.data import TEST_WORKS, VAL_WORKS, encode_documents, split_by_works, to_device
 from llmlib.device import model_device
@@ -66,6 +66,7 @@ class TrainConfig:
     seed: int = 1337
 
     def __post_init__(self) -> None:
+        finite_numbers(self)  # lr=inf, grad_clip=nan: refused before anything trains
         if self.tokenizer not in ("char", "bpe"):
             raise ValueError(f"tokenizer must be 'char' or 'bpe', got {self.tokenizer!r}")
         if self.split not in SPLITS:
@@ -85,6 +86,8 @@ class TrainConfig:
             raise ValueError(f"warmup_steps must be in [0, max_steps), got {self.warmup_steps}")
         if self.grad_clip < 0 or self.weight_decay < 0 or not 0 < self.decay_fraction <= 1:
             raise ValueError("grad_clip and weight_decay must be >= 0, decay_fraction in (0, 1]")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError(f"beta1 and beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
@@ -289,8 +292,13 @@ def save_checkpoint(folder: Path, model: GPT, tokenizer: Any, state: Mapping[str
     partial = folder.with_name(f".{folder.name}.partial")
     old = folder.with_name(f".{folder.name}.old")
     shutil.rmtree(partial, ignore_errors=True)
-    model.save(partial, tokenizer=tokenizer)
-    torch.save(dict(state), partial / STATE_FILE)
+    try:
+        model.save(partial, tokenizer=tokenizer)
+        torch.save(dict(state), partial / STATE_FILE)
+    except (OSError, RuntimeError) as err:  # a full disk: safetensors' and torch's own errors
+        shutil.rmtree(partial, ignore_errors=True)
+        raise OSError(f"could not write the checkpoint {folder} ({err}); the previous one is "
+                      "intact: free some space (or choose another --out) and resume") from None
     shutil.rmtree(old, ignore_errors=True)
     if folder.exists():
         os.replace(folder, old)
